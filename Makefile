@@ -1,0 +1,48 @@
+# Two doors to the same functions: every target here only calls the onetwo CLI or a script.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROJECT ?= onetwo.toml
+ONETWO := $(PY) -m onetwo --project $(PROJECT)
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+ARGS ?=
+DEMO := examples/trio/onetwo.toml
+
+.PHONY: install setup test lint bench demo composites preview stage1 stage2
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## onetwo itself (composites, rendering, tests without training)
+
+$(VENV)/.trainer: $(VENV)/.installed scripts/setup_trainer.py
+	$(PY) scripts/setup_trainer.py --torch "$(TORCH)"
+	touch $@
+
+setup: $(VENV)/.trainer  ## + the sd-scripts submodule, torch and the training requirements
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -rs
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check onetwo tests scripts benchmarks examples
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_composite.py
+
+demo: $(VENV)/.trainer
+	$(PY) scripts/demo.py $(DEMO)
+
+composites: $(VENV)/.installed
+	$(ONETWO) composite
+
+preview: $(VENV)/.installed
+	$(ONETWO) preview
+
+stage1: $(VENV)/.installed
+	$(ONETWO) train stage1 $(ARGS)
+
+stage2: $(VENV)/.installed
+	$(ONETWO) train stage2 $(ARGS)

@@ -1,0 +1,3 @@
+from onetwo.cli import main
+
+raise SystemExit(main())

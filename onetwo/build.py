@@ -1,0 +1,147 @@
+"""Turn a composite plan into files: parallel, resumable, atomic, with a manifest of what was made from what."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from onetwo.composite import CompositeJob, Geometry
+from onetwo.fsutil import write_text_atomic, write_text_if_changed
+
+MANIFEST_VERSION = 1
+MANIFEST_SAVE_SECONDS = 2.0
+
+
+@dataclass
+class BuildReport:
+    built: int = 0
+    skipped: int = 0
+    captions_written: int = 0
+    removed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+
+
+def load_manifest(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # an unreadable manifest only costs a rebuild
+    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
+        return {}
+    entries = data.get("composites", {})
+    return entries if isinstance(entries, dict) else {}
+
+
+def save_manifest(path: Path, entries: dict[str, dict[str, Any]]) -> None:
+    payload = {"version": MANIFEST_VERSION, "composites": dict(sorted(entries.items()))}
+    write_text_atomic(path, json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+
+
+def image_name(job: CompositeJob, image_format: str) -> str:
+    return f"{job.stem}.{image_format}"
+
+
+def _render_one(task: tuple[list[str], Geometry, str, str]) -> tuple[str, list[list[float]] | None, str | None]:
+    # Imported here so that a worker process pays for Pillow only when it has work.
+    from onetwo.imaging import compose, save_image
+
+    sources, geo, image_format, target = task
+    try:
+        image, boxes = compose([Path(source) for source in sources], geo)
+        save_image(image, Path(target), image_format)
+    except Exception as exc:  # reported per composite; the rest of the build goes on
+        return target, None, f"{type(exc).__name__}: {exc}"
+    return target, [[round(value, 2) for value in box] for box in boxes], None
+
+
+def _run_tasks(tasks: list[tuple[list[str], Geometry, str, str]], workers: int) -> Iterator[tuple[str, Any, Any]]:
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(_render_one, tasks)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(_render_one, tasks, chunksize=max(1, min(8, len(tasks) // (workers * 4))))
+
+
+def _remove_entry(out_dir: Path, entry: dict[str, Any]) -> None:
+    for name in (entry.get("file"), entry.get("caption_file")):
+        if isinstance(name, str) and "/" not in name and name not in ("", ".", ".."):
+            (out_dir / name).unlink(missing_ok=True)
+
+
+def build(jobs: Sequence[CompositeJob], geo: Geometry, image_format: str, out_dir: Path, manifest_path: Path,
+          workers: int = 0, progress: bool = True) -> BuildReport:
+    """Build what the plan asks for; skip composites whose inputs have not changed; remove only our own leftovers."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = BuildReport()
+    entries = load_manifest(manifest_path)
+    planned = {job.stem: job for job in jobs}
+    for stem in sorted(set(entries) - set(planned)):
+        _remove_entry(out_dir, entries.pop(stem))
+        report.removed.append(stem)
+    if report.removed:
+        save_manifest(manifest_path, entries)
+
+    todo: list[CompositeJob] = []
+    for job in jobs:
+        caption_file = f"{job.stem}.txt"
+        if write_text_if_changed(out_dir / caption_file, job.caption):
+            report.captions_written += 1
+        old = entries.get(job.stem)
+        name = image_name(job, image_format)
+        if old and old.get("key") == job.key and old.get("file") == name and (out_dir / name).is_file():
+            old["caption"] = job.caption
+            report.skipped += 1
+        else:
+            todo.append(job)
+
+    known = {name for entry in entries.values() for name in (entry.get("file"), entry.get("caption_file"))}
+    known |= {image_name(job, image_format) for job in jobs} | {f"{job.stem}.txt" for job in jobs}
+    report.foreign = sorted(path.name for path in out_dir.iterdir() if path.name not in known
+                            and not path.name.startswith("."))
+
+    tasks = [([str(source.path) for source in job.sources], geo, image_format,
+              str(out_dir / image_name(job, image_format))) for job in todo]
+    by_target = {task[3]: job for task, job in zip(tasks, todo, strict=True)}
+    last_save = time.monotonic()
+    workers = workers or os.cpu_count() or 1
+    bar = tqdm(total=len(tasks), desc="composites", unit="img", disable=not progress or not tasks)
+    for target, boxes, error in _run_tasks(tasks, workers):
+        job = by_target[target]
+        bar.update(1)
+        if error:
+            report.failed.append(f"{job.stem} ({', '.join(str(source.path) for source in job.sources)}): {error}")
+            continue
+        old = entries.get(job.stem)
+        if old and old.get("file") != image_name(job, image_format):
+            _remove_entry(out_dir, {"file": old.get("file")})
+        entries[job.stem] = manifest_entry(job, image_format, boxes or [])
+        report.built += 1
+        if time.monotonic() - last_save > MANIFEST_SAVE_SECONDS:
+            save_manifest(manifest_path, entries)
+            last_save = time.monotonic()
+    bar.close()
+    save_manifest(manifest_path, entries)
+    return report
+
+
+def manifest_entry(job: CompositeJob, image_format: str, boxes: Iterable[list[float]]) -> dict[str, Any]:
+    return {
+        "key": job.key,
+        "file": image_name(job, image_format),
+        "caption_file": f"{job.stem}.txt",
+        "caption": job.caption,
+        "names": list(job.names),
+        "sources": [str(source.path) for source in job.sources],
+        "crops": list(boxes),
+    }

@@ -1,0 +1,207 @@
+"""The command line: the one place that decides the order of steps."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from onetwo import __version__
+from onetwo.build import BuildReport, build
+from onetwo.captions import MAX_TOKEN_LENGTH
+from onetwo.composite import CompositeJob, geometry, over_budget, plan
+from onetwo.config import STAGES, Project, load_project
+from onetwo.dataset import CharacterImages, scan_project
+from onetwo.errors import OnetwoError
+from onetwo.launch import command, preflight, require, run
+from onetwo.originals import plan_folder, write_folder
+from onetwo.preview import contact_sheet, pick
+from onetwo.render import load_templates, parse_assignment, parse_set, render_stage, write_stage
+
+
+def warn(message: str) -> None:
+    print(f"Warning: {message}", file=sys.stderr)
+
+
+def info(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def scan(project: Project) -> list[CharacterImages]:
+    scans = scan_project(project)
+    for item in scans:
+        missing = len(item.uncaptioned)
+        note = f", {missing} without a caption (the token alone is used)" if missing else ""
+        info(f"{item.character.name}: {len(item.images)} images{note}, repeats {item.repeats} "
+             f"({item.character.images})")
+        for message in item.warnings:
+            warn(message)
+    return scans
+
+
+def make_composites(project: Project, scans: Sequence[CharacterImages], workers: int | None,
+                    progress: bool) -> tuple[list[CompositeJob], BuildReport]:
+    settings = project.composite
+    jobs = plan(scans, settings)
+    long_captions = over_budget(jobs)
+    if long_captions:
+        worst, tokens = max(long_captions, key=lambda item: item[1])
+        warn(f"{len(long_captions)} of {len(jobs)} composite captions may exceed {MAX_TOKEN_LENGTH} CLIP tokens "
+             f"and be cut by kohya (longest: {worst.stem}, about {tokens}); shorten the tag files or set "
+             "composite.trim_captions = true")
+    report = build(jobs, geometry(settings), settings.format, project.composite_dir, project.manifest_file,
+                   workers if workers is not None else settings.workers, progress)
+    info(f"composites: {len(jobs)} planned, {report.built} built, {report.skipped} unchanged, "
+         f"{len(report.removed)} removed → {project.composite_dir}")
+    if report.foreign:
+        warn(f"{project.composite_dir} holds {len(report.foreign)} file(s) onetwo did not make, which kohya will "
+             f"train on too: {', '.join(report.foreign[:5])}")
+    if report.failed:
+        raise OnetwoError(f"{len(report.failed)} composite(s) could not be built:", report.failed)
+    return jobs, report
+
+
+def prepare_originals(project: Project, scans: Sequence[CharacterImages]) -> None:
+    changed = sum(write_folder(project.stage1_images_dir() / item.character.slug,
+                               plan_folder(item, project.single_caption)) for item in scans)
+    info(f"stage 1 images: {sum(len(item.images) for item in scans)} linked with captions "
+         f"({changed} files updated) → {project.stage1_images_dir()}")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(project: Project, stage: str, weights: Path | None) -> str:
+    parts = [f"onetwo {__version__}", f"1to2 {stage}", f"project {project.name}"]
+    if weights is not None:
+        parts.append(f"from {weights.name} sha256 {file_sha256(weights)}" if weights.is_file()
+                     else f"from {weights.name}")
+    if stage == "stage2" and project.manifest_file.is_file():
+        parts.append(f"composites {file_sha256(project.manifest_file)[:16]}")
+    parts.append("tokens " + ", ".join([c.name for c in project.characters] + ["A/B/COMPOSITE"]))
+    return "; ".join(parts)
+
+
+def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str], Path | None]:
+    """Scan, make the stage's images, render its TOMLs; return the trainer's argv and stage 2's input."""
+    scans = scan(project)
+    weights = None
+    if args.stage == "stage1":
+        prepare_originals(project, scans)
+    else:
+        make_composites(project, scans, args.workers, not args.no_progress)
+        weights = Path(args.from_file).resolve() if args.from_file else project.lora_file("stage1")
+    rendered = render_stage(project, args.stage, scans, load_templates(project, args.stage), parse_set(args.set),
+                            weights, provenance(project, args.stage, weights))
+    config_file, dataset_file, prompts_file = write_stage(project, rendered)
+    info(f"{args.stage}: wrote {config_file}, {dataset_file}, {prompts_file}")
+    accelerate = {**project.accelerate, **dict(parse_assignment(item, "--accelerate") for item in args.accelerate)}
+    argv = command(project.sd_scripts, config_file, dataset_file, accelerate, args.extra)
+    return argv, weights
+
+
+def cmd_composite(args: argparse.Namespace, project: Project) -> int:
+    make_composites(project, scan(project), args.workers, not args.no_progress)
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace, project: Project) -> int:
+    jobs, _ = make_composites(project, scan(project), args.workers, not args.no_progress)
+    chosen = set(pick([job.stem for job in jobs], args.count, project.composite.seed))
+    images = [(job.stem, project.composite_dir / f"{job.stem}.{project.composite.format}") for job in jobs
+              if job.stem in chosen]
+    target = Path(args.out).resolve() if args.out else project.work_dir / "preview.png"
+    info(f"preview: {len(images)} composites → {contact_sheet(images, target)}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace, project: Project) -> int:
+    prepare_stage(args, project)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, project: Project) -> int:
+    argv, weights = prepare_stage(args, project)
+    problems = preflight(project.base_model, project.sd_scripts, weights)
+    if args.dry_run:
+        for problem in problems:
+            warn(problem)
+        print(shlex.join(argv))
+        return 0
+    require(problems, f"train {args.stage}")
+    info(f"{args.stage}: {shlex.join(argv)}")
+    code = run(argv, project.stage_dir(args.stage) / "train.log")
+    if code == 0:
+        info(f"{args.stage}: done → {project.lora_file(args.stage)}")
+    else:
+        info(f"{args.stage}: train_network.py exited with code {code}; its log: "
+             f"{project.stage_dir(args.stage) / 'train.log'}")
+    return code
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="onetwo", description="Two-character LoRAs from single-character images "
+                                   "(the 1to2 method) on kohya-ss sd-scripts.")
+    root.add_argument("--version", action="version", version=f"onetwo {__version__}")
+    root.add_argument("--project", "-p", default=os.environ.get("ONETWO_PROJECT", "onetwo.toml"),
+                      help="project file (default: onetwo.toml, or $ONETWO_PROJECT)")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        sub.add_argument("--workers", type=int, default=None, help="image worker processes (default: all cores)")
+        sub.add_argument("--no-progress", action="store_true", help="no progress bars")
+        return sub
+
+    add("composite", cmd_composite, "build the composite images and captions (reruns skip finished work)")
+    preview = add("preview", cmd_preview, "build composites and write a contact sheet PNG of a sample")
+    preview.add_argument("--count", type=int, default=12, help="composites on the sheet (default 12)")
+    preview.add_argument("--out", help="PNG to write (default: <work_dir>/preview.png)")
+    for name, handler, help_text in (
+        ("render", cmd_render, "write a stage's kohya dataset and config TOMLs and sample prompts"),
+        ("train", cmd_train, "render a stage, then run accelerate launch train_network.py on it"),
+    ):
+        sub = add(name, handler, help_text)
+        sub.add_argument("stage", choices=STAGES)
+        sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a training key (dataset.KEY / subset.KEY for dataset keys); repeatable")
+        sub.add_argument("--accelerate", action="append", default=[], metavar="KEY=VALUE",
+                         help="an `accelerate launch` option on top of the project's [accelerate] (cpu=true); "
+                         "repeatable")
+        sub.add_argument("--from", dest="from_file", help="stage 2: continue from this LoRA instead of stage 1's")
+        if name == "train":
+            sub.add_argument("--dry-run", action="store_true", help="write the files, print the command, run nothing")
+        sub.set_defaults(extra=[])
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        split = argv.index("--")
+        argv, extra = argv[:split], argv[split + 1:]
+    args = parser().parse_args(argv)
+    if extra and args.command != "train":
+        print("Error: arguments after -- go to train_network.py and only `onetwo train` takes them", file=sys.stderr)
+        return 2
+    args.extra = extra
+    try:
+        project = load_project(Path(args.project))
+        return args.handler(args, project)
+    except OnetwoError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Interrupted; rerun the same command to pick up where it stopped.", file=sys.stderr)
+        return 130

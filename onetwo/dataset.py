@@ -1,0 +1,109 @@
+"""Scan character folders into images + tags, without decoding a single pixel."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from onetwo.captions import parse_tags
+from onetwo.config import Character, Project
+from onetwo.errors import OnetwoError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+KOHYA_REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    path: Path
+    rel: str
+    tags: tuple[str, ...]
+    captioned: bool
+    size: int
+    mtime_ns: int
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.rel}:{self.size}:{self.mtime_ns}"
+
+
+@dataclass(frozen=True)
+class CharacterImages:
+    character: Character
+    images: tuple[SourceImage, ...]
+    repeats: int
+    warnings: tuple[str, ...]
+
+    @property
+    def uncaptioned(self) -> tuple[SourceImage, ...]:
+        return tuple(image for image in self.images if not image.captioned)
+
+
+def repeats_from_folder(folder: Path) -> int | None:
+    """kohya's `10_name` folder convention; a dataset TOML ignores it, so onetwo writes it as num_repeats."""
+    match = KOHYA_REPEATS_FOLDER.match(folder.name)
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
+
+
+def read_caption(path: Path) -> tuple[str, ...]:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise OnetwoError(f"{path}: caption is not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from exc
+    return parse_tags(text)
+
+
+def _image_files(folder: Path, recursive: bool) -> list[Path]:
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        found.extend(Path(root) / name for name in files
+                     if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(found)
+
+
+def scan_character(character: Character) -> CharacterImages:
+    folder = character.images
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise OnetwoError(f"{folder}: the images folder of character {character.name!r} {what}; "
+                          "fix `images` in the project file")
+    images: list[SourceImage] = []
+    stems: dict[str, Path] = {}
+    warnings: list[str] = []
+    for path in _image_files(folder, character.recursive):
+        stem_key = str(path.with_suffix("")).casefold()
+        if stem_key in stems:
+            raise OnetwoError(f"{path}: shares its name with {stems[stem_key].name}, so both would use the same "
+                              "caption file; rename one of them")
+        stems[stem_key] = path
+        caption_file = path.with_suffix(".txt")
+        captioned = caption_file.is_file()
+        tags = read_caption(caption_file) if captioned else ()
+        if captioned and not tags:
+            warnings.append(f"{caption_file}: empty caption; the character token alone is used")
+        stat = path.stat()
+        images.append(SourceImage(path=path.resolve(), rel=path.relative_to(folder).as_posix(), tags=tags,
+                                  captioned=captioned, size=stat.st_size, mtime_ns=stat.st_mtime_ns))
+    if not images:
+        hint = "" if character.recursive else " (set recursive = true to look in subfolders)"
+        raise OnetwoError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) for character "
+                          f"{character.name!r}{hint}")
+    repeats = character.repeats or repeats_from_folder(folder) or 1
+    return CharacterImages(character, tuple(images), repeats, tuple(warnings))
+
+
+def scan_project(project: Project) -> list[CharacterImages]:
+    problems: list[str] = []
+    scans: list[CharacterImages] = []
+    for character in project.characters:
+        try:
+            scans.append(scan_character(character))
+        except OnetwoError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise OnetwoError(f"{project.file}: {len(problems)} character folder(s) cannot be used:", problems)
+    return scans

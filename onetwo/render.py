@@ -1,0 +1,252 @@
+"""Templates + computed values + overrides → the kohya TOMLs and sample prompts of a stage. Pure but for I/O edges."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from onetwo import __version__
+from onetwo.captions import composite_caption, sample_prompt_line, single_caption, top_tags
+from onetwo.config import Overrides, Project
+from onetwo.dataset import CharacterImages
+from onetwo.errors import OnetwoError
+from onetwo.fsutil import write_text_if_changed
+from onetwo.kohya_args import DATASET_KEYS, TRAIN_NETWORK_ARGS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+STAGE_RESOLUTION_KEY = "resolution"
+# Where a computed or overriding key goes when the template does not have it yet.
+SECTION_OF = {
+    "pretrained_model_name_or_path": "model_arguments",
+    "network_weights": "additional_network_arguments",
+    "sample_prompts": "sample_prompt_arguments",
+}
+DEFAULT_SECTION = "training_arguments"
+
+
+@dataclass(frozen=True)
+class Templates:
+    train: dict[str, Any]
+    dataset: dict[str, Any]
+    train_file: Path
+    dataset_file: Path
+
+
+@dataclass(frozen=True)
+class RenderedStage:
+    stage: str
+    config: dict[str, Any]
+    dataset: dict[str, Any]
+    sample_prompts: str
+
+    def flat_config(self) -> dict[str, Any]:
+        return flatten_sections(self.config)
+
+
+def flatten_sections(doc: dict[str, Any]) -> dict[str, Any]:
+    """kohya ignores section names in a config file: this is what train_network.py sees."""
+    flat: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise OnetwoError(f"{path}: template not found; restore it from the onetwo repository or set "
+                          "project.templates to a folder holding train.toml and dataset-stageN.toml") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise OnetwoError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def load_templates(project: Project, stage: str) -> Templates:
+    train_file = project.templates / "train.toml"
+    dataset_file = project.templates / f"dataset-{stage}.toml"
+    return Templates(read_toml(train_file), read_toml(dataset_file), train_file, dataset_file)
+
+
+def set_train_key(doc: dict[str, Any], key: str, value: Any) -> None:
+    for section in doc.values():
+        if isinstance(section, dict) and key in section:
+            section[key] = value
+            return
+    if key in doc and not isinstance(doc[key], dict):
+        doc[key] = value
+        return
+    doc.setdefault(SECTION_OF.get(key, DEFAULT_SECTION), {})[key] = value
+
+
+def _suggest(key: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _value_problem(kind: str, value: Any) -> str | None:
+    if kind == "flag":
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind == "int":
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
+    if kind == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "must be a number"
+    if kind == "list":
+        # A single number passes: train_network.py reads e.g. a scalar text_encoder_lr (the reference's form).
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if isinstance(value, list) or number else "must be a list"
+    if kind.startswith("choice:"):
+        choices = kind.split(":", 1)[1].split(",")
+        return None if str(value) in choices else f"must be one of {', '.join(choices)}"
+    return None if isinstance(value, (str, int, float)) and not isinstance(value, bool) else "must be a string"
+
+
+def validate_train_keys(flat: dict[str, Any], origin: dict[str, str]) -> list[str]:
+    """Every key must be one train_network.py knows: kohya itself silently ignores misspelt ones."""
+    problems = []
+    for key, value in flat.items():
+        where = origin.get(key, "template")
+        if key not in TRAIN_NETWORK_ARGS:
+            suggestion = _suggest(key, list(TRAIN_NETWORK_ARGS))
+            problems.append(f"{where}: {key!r} is not an option of train_network.py{suggestion}")
+        elif why := _value_problem(TRAIN_NETWORK_ARGS[key], value):
+            problems.append(f"{where}: {key} {why}, got {value!r}")
+    return problems
+
+
+def validate_dataset_keys(table: dict[str, Any], level: str, where: str) -> list[str]:
+    allowed = DATASET_KEYS[level]
+    return [f"{where}: {key!r} is not a kohya {level} setting{_suggest(key, sorted(allowed))}"
+            for key in table if key not in allowed and key not in ("datasets", "subsets")]
+
+
+def parse_assignment(item: str, option: str = "--set") -> tuple[str, Any]:
+    """`key=value` with a TOML value (1, true, "x", [..]); anything that is not TOML is taken as a string."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise OnetwoError(f"{option} {item!r}: write it as key=value, e.g. {option} max_train_epochs=10")
+    try:
+        return key.strip(), tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key.strip(), raw
+
+
+def parse_set(items: Sequence[str]) -> Overrides:
+    """`--set key=value`, `--set dataset.key=value`, `--set subset.key=value`."""
+    overrides = Overrides()
+    for item in items:
+        key, value = parse_assignment(item)
+        scope, dot, name = key.partition(".")
+        if dot and scope in ("dataset", "subset"):
+            getattr(overrides, scope)[name] = value
+        else:
+            overrides.train[key] = value
+    return overrides
+
+
+def sample_prompts(project: Project, scans: Sequence[CharacterImages], resolution: int) -> str:
+    """Each character alone, then each pair in both orders with the composite token, at fixed seeds."""
+    samples = project.samples
+    tags = {scan.character.name: top_tags([image.tags for image in scan.images], scan.character.name,
+                                          samples.tags_per_character) for scan in scans}
+    lines = []
+    for scan in scans:
+        name = scan.character.name
+        lines.append((single_caption(project.single_caption, name, tags[name]), resolution, resolution))
+    width, height = project.composite.width, project.composite.height
+    scale = resolution / max(width, height)
+    for left, right in itertools.permutations([scan.character.name for scan in scans], 2):
+        prompt = composite_caption(project.composite.caption, (left, right), (tags[left], tags[right]))
+        lines.append((prompt, round(width * scale), round(height * scale)))
+    return "".join(sample_prompt_line(prompt, samples.negative, width, height, samples.steps, samples.scale,
+                                      samples.seed) + "\n" for prompt, width, height in lines)
+
+
+def _subset(pattern: dict[str, Any], image_dir: Path, repeats: int, token: str | None) -> dict[str, Any]:
+    subset = {**pattern, "image_dir": str(image_dir), "num_repeats": repeats, "caption_extension": ".txt",
+              "keep_tokens": 1}
+    if token is not None:
+        subset["class_tokens"] = token
+    return subset
+
+
+def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages], templates: Templates,
+                 cli: Overrides, network_weights: Path | None = None, comment: str = "") -> RenderedStage:
+    """Merge, lowest first: template → computed values → project overrides → command-line --set."""
+    user = project.stage_overrides(stage).then(cli)
+    config = copy.deepcopy(templates.train)
+    computed: dict[str, Any] = {
+        "pretrained_model_name_or_path": str(project.base_model),
+        "output_dir": str(project.output_dir),
+        "output_name": project.output_name(stage),
+        "logging_dir": str(project.stage_dir(stage) / "logs"),
+        "sample_prompts": str(project.stage_dir(stage) / "sample_prompts.txt"),
+        "training_comment": comment or f"onetwo {__version__}, 1to2 {stage}",
+    }
+    if network_weights is not None:
+        computed["network_weights"] = str(network_weights)
+    origin = {key: f"{templates.train_file}" for key in flatten_sections(config)}
+    for key, value in computed.items():
+        set_train_key(config, key, value)
+    for key, value in user.train.items():
+        set_train_key(config, key, value)
+        origin[key] = f"{project.file}: [{stage}] or [training] or --set"
+    problems = validate_train_keys(flatten_sections(config), origin)
+
+    dataset_doc = copy.deepcopy(templates.dataset)
+    datasets = dataset_doc.get("datasets")
+    if not (isinstance(datasets, list) and datasets and isinstance(datasets[0], dict)
+            and isinstance(datasets[0].get("subsets"), list) and datasets[0]["subsets"]):
+        raise OnetwoError(f"{templates.dataset_file}: needs one [[datasets]] with one [[datasets.subsets]] pattern")
+    general = dataset_doc.get("general", {})
+    problems += validate_dataset_keys(general, "general", str(templates.dataset_file))
+    dataset = {key: value for key, value in datasets[0].items() if key != "subsets"}
+    pattern = {**datasets[0]["subsets"][0], **user.subset}
+    problems += validate_dataset_keys(dataset, "datasets", str(templates.dataset_file))
+    problems += validate_dataset_keys(user.dataset, "datasets", f"{project.file}: [{stage}.dataset] or --set dataset.")
+    problems += validate_dataset_keys(pattern, "subsets", f"{templates.dataset_file} or [{stage}.subset]")
+    dataset.update(user.dataset)
+    if stage == "stage2" and pattern.get("flip_aug"):
+        problems.append(f"{stage}: flip_aug mirrors composites without swapping their captions, teaching the wrong "
+                        "left/right order; turn it off")
+    if problems:
+        raise OnetwoError(f"{stage}: {len(problems)} setting(s) kohya would reject or silently ignore:", problems)
+
+    if stage == "stage1":
+        dataset["subsets"] = [_subset(pattern, project.stage1_images_dir() / scan.character.slug, scan.repeats,
+                                      scan.character.name) for scan in scans]
+    else:
+        dataset["subsets"] = [_subset(pattern, project.composite_dir, project.composite.repeats, None)]
+    dataset_doc["datasets"] = [dataset]
+    resolution = dataset.get(STAGE_RESOLUTION_KEY, 512)
+    resolution = int(resolution[0] if isinstance(resolution, list) else resolution)
+    return RenderedStage(stage, config, dataset_doc, sample_prompts(project, scans, resolution))
+
+
+def stage_files(project: Project, stage: str) -> tuple[Path, Path, Path]:
+    folder = project.stage_dir(stage)
+    return folder / "config.toml", folder / "dataset.toml", folder / "sample_prompts.txt"
+
+
+def write_stage(project: Project, rendered: RenderedStage) -> tuple[Path, Path, Path]:
+    config_file, dataset_file, prompts_file = stage_files(project, rendered.stage)
+    header = f"# Written by onetwo {__version__} for {rendered.stage} of {project.file.name}; plain kohya TOML.\n"
+    write_text_if_changed(config_file, header + tomli_w.dumps(rendered.config))
+    write_text_if_changed(dataset_file, header + tomli_w.dumps(rendered.dataset))
+    write_text_if_changed(prompts_file, rendered.sample_prompts)
+    return config_file, dataset_file, prompts_file
