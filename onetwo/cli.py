@@ -13,8 +13,9 @@ from pathlib import Path
 from onetwo import __version__
 from onetwo.build import BuildReport, build
 from onetwo.captions import MAX_TOKEN_LENGTH
+from onetwo.check import check_images, summary_table
 from onetwo.composite import CompositeJob, geometry, over_budget, plan
-from onetwo.config import STAGES, Project, load_project
+from onetwo.config import STAGES, Overrides, Project, load_project
 from onetwo.dataset import CharacterImages, scan_project
 from onetwo.errors import OnetwoError
 from onetwo.launch import command, preflight, require, run
@@ -31,16 +32,29 @@ def info(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def scan(project: Project) -> list[CharacterImages]:
-    scans = scan_project(project)
-    for item in scans:
-        missing = len(item.uncaptioned)
-        note = f", {missing} without a caption (the token alone is used)" if missing else ""
-        info(f"{item.character.name}: {len(item.images)} images{note}, repeats {item.repeats} "
-             f"({item.character.images})")
+def scan(project: Project, workers: int | None = None, progress: bool = True,
+         tables: bool = False) -> list[CharacterImages]:
+    """Scan the folders and decode-check every image; undecodable ones are skipped with the reason."""
+    found = scan_project(project)
+    usable, reports, notes = check_images(project, found, workers or project.composite.workers, progress)
+    for item, report in zip(usable, reports, strict=True):
+        if tables:
+            print(summary_table(report))
+        else:
+            missing = len(item.uncaptioned)
+            note = f", {missing} without a caption (the token alone is used)" if missing else ""
+            skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
+            info(f"{item.character.name}: {len(report.scan.images)} images{skipped}{note}, repeats {item.repeats} "
+                 f"({item.character.images})")
         for message in item.warnings:
             warn(message)
-    return scans
+    for message in notes:
+        warn(message)
+    empty = [f"{item.character.images}: no usable image for {item.character.name!r}" for item in usable
+             if not item.images]
+    if empty:
+        raise OnetwoError("nothing to train on:", empty)
+    return usable
 
 
 def make_composites(project: Project, scans: Sequence[CharacterImages], workers: int | None,
@@ -93,7 +107,7 @@ def provenance(project: Project, stage: str, weights: Path | None) -> str:
 
 def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str], Path | None]:
     """Scan, make the stage's images, render its TOMLs; return the trainer's argv and stage 2's input."""
-    scans = scan(project)
+    scans = scan(project, args.workers, not args.no_progress)
     weights = None
     if args.stage == "stage1":
         prepare_originals(project, scans)
@@ -109,13 +123,36 @@ def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str]
     return argv, weights
 
 
+def cmd_check(args: argparse.Namespace, project: Project) -> int:
+    scans = scan(project, args.workers, not args.no_progress, tables=True)
+    long_captions = over_budget(plan(scans, project.composite))
+    problems = []
+    for stage in STAGES:
+        weights = project.lora_file("stage1") if stage == "stage2" else None
+        try:
+            render_stage(project, stage, scans, load_templates(project, stage), Overrides(), weights)
+        except OnetwoError as exc:
+            problems.append(str(exc))
+    problems += preflight(project.base_model, project.sd_scripts, None)
+    if long_captions:
+        warn(f"{len(long_captions)} composite caption(s) may exceed {MAX_TOKEN_LENGTH} CLIP tokens; see "
+             "composite.trim_captions")
+    if not project.lora_file("stage1").is_file():
+        info(f"stage 2 will continue from {project.lora_file('stage1')}, which stage 1 has not written yet")
+    if problems:
+        raise OnetwoError(f"{project.file}: {len(problems)} problem(s) to fix before training:", problems)
+    info("check: no problems found")
+    return 0
+
+
 def cmd_composite(args: argparse.Namespace, project: Project) -> int:
-    make_composites(project, scan(project), args.workers, not args.no_progress)
+    make_composites(project, scan(project, args.workers, not args.no_progress), args.workers, not args.no_progress)
     return 0
 
 
 def cmd_preview(args: argparse.Namespace, project: Project) -> int:
-    jobs, _ = make_composites(project, scan(project), args.workers, not args.no_progress)
+    scans = scan(project, args.workers, not args.no_progress)
+    jobs, _ = make_composites(project, scans, args.workers, not args.no_progress)
     chosen = set(pick([job.stem for job in jobs], args.count, project.composite.seed))
     images = [(job.stem, project.composite_dir / f"{job.stem}.{project.composite.format}") for job in jobs
               if job.stem in chosen]
@@ -163,6 +200,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--no-progress", action="store_true", help="no progress bars")
         return sub
 
+    add("check", cmd_check, "check the project, every image and caption, the templates, the model and sd-scripts")
     add("composite", cmd_composite, "build the composite images and captions (reruns skip finished work)")
     preview = add("preview", cmd_preview, "build composites and write a contact sheet PNG of a sample")
     preview.add_argument("--count", type=int, default=12, help="composites on the sheet (default 12)")

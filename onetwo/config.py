@@ -229,11 +229,12 @@ def _parse_characters(reader: _Reader, raw: Any, base: Path) -> tuple[Character,
         if name and name.casefold() in (seen.casefold() for seen in names):
             reader.problem(f"{path}.name", f"{name!r} is used by another character; names must be unique")
         names.append(name)
-        entries.append((name, base / images if images else base, repeats, recursive))
+        # abspath, not resolve: a symlinked folder keeps its own name (check reports where it points).
+        entries.append((name, Path(os.path.abspath(base / images)), repeats, recursive))
     if len(entries) < 2:
         reader.problem("characters", "the 1to2 method needs at least two characters; add another [[characters]]")
     slugs = _unique_slugs(names)
-    return tuple(Character(name, images.resolve(), repeats, recursive, slug)
+    return tuple(Character(name, images, repeats, recursive, slug)
                  for (name, images, repeats, recursive), slug in zip(entries, slugs, strict=True))
 
 

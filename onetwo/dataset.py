@@ -74,20 +74,28 @@ def scan_character(character: Character) -> CharacterImages:
     images: list[SourceImage] = []
     stems: dict[str, Path] = {}
     warnings: list[str] = []
+    problems: list[str] = []
     for path in _image_files(folder, character.recursive):
         stem_key = str(path.with_suffix("")).casefold()
         if stem_key in stems:
-            raise OnetwoError(f"{path}: shares its name with {stems[stem_key].name}, so both would use the same "
-                              "caption file; rename one of them")
+            problems.append(f"{path}: shares its name with {stems[stem_key].name}, so both would use the same "
+                            "caption file; rename one of them")
+            continue
         stems[stem_key] = path
         caption_file = path.with_suffix(".txt")
         captioned = caption_file.is_file()
-        tags = read_caption(caption_file) if captioned else ()
+        try:
+            tags = read_caption(caption_file) if captioned else ()
+        except OnetwoError as exc:
+            problems.append(str(exc))
+            continue
         if captioned and not tags:
             warnings.append(f"{caption_file}: empty caption; the character token alone is used")
         stat = path.stat()
         images.append(SourceImage(path=path.resolve(), rel=path.relative_to(folder).as_posix(), tags=tags,
                                   captioned=captioned, size=stat.st_size, mtime_ns=stat.st_mtime_ns))
+    if problems:
+        raise OnetwoError(f"{folder}: {len(problems)} problem(s) in the images of {character.name!r}:", problems)
     if not images:
         hint = "" if character.recursive else " (set recursive = true to look in subfolders)"
         raise OnetwoError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) for character "

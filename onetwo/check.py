@@ -1,0 +1,162 @@
+"""Everything that can be checked before `accelerate launch`: every image decodes, captions fit, nothing is doubled.
+
+Image checks decode each file once (JPEGs at reduced scale) and are cached by file size and mtime in the work dir,
+so a rerun only looks at what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from onetwo.captions import count_tokens, single_caption
+from onetwo.config import Project
+from onetwo.dataset import CharacterImages, SourceImage
+from onetwo.fsutil import write_text_atomic
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    width: int = 0
+    height: int = 0
+    mode: str = ""
+    digest: str = ""
+    problem: str | None = None
+
+
+@dataclass
+class CharacterReport:
+    scan: CharacterImages
+    usable: list[SourceImage] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    longest_caption: tuple[int, str] = (0, "")
+
+    @property
+    def name(self) -> str:
+        return self.scan.character.name
+
+
+def inspect_image(path: str) -> ImageFacts:
+    """Decode the image (a JPEG at 1/8 scale: enough to hit truncation) and hash its bytes."""
+    try:
+        data = Path(path).read_bytes()
+        if not data:
+            return ImageFacts(problem="empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height, mode = image.width, image.height, image.mode
+                if image.format == "JPEG":
+                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                image.load()
+    except Image.DecompressionBombError:
+        return ImageFacts(problem=f"larger than Pillow's decompression-bomb limit ({Image.MAX_IMAGE_PIXELS * 2:,} "
+                                  "pixels); downscale it")
+    except Image.UnidentifiedImageError:
+        return ImageFacts(problem="not an image Pillow can read (wrong extension, or not an image at all)")
+    except (OSError, SyntaxError, ValueError) as exc:
+        return ImageFacts(problem=f"cannot be decoded ({exc}); re-export it")
+    return ImageFacts(width, height, mode, hashlib.sha1(data).hexdigest())
+
+
+def _load_cache(path: Path) -> dict[str, dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data.get("images", {}) if isinstance(data, dict) and data.get("version") == CACHE_VERSION else {}
+
+
+def inspect_all(images: Sequence[SourceImage], cache_file: Path, workers: int,
+                progress: bool) -> dict[Path, ImageFacts]:
+    cache = _load_cache(cache_file)
+    facts: dict[Path, ImageFacts] = {}
+    todo: list[SourceImage] = []
+    for image in images:
+        cached = cache.get(str(image.path))
+        if cached and cached.get("fingerprint") == image.fingerprint:
+            facts[image.path] = ImageFacts(**cached["facts"])
+        else:
+            todo.append(image)
+    if todo:
+        paths = [str(image.path) for image in todo]
+        bar = tqdm(total=len(todo), desc="checking images", unit="img", disable=not progress)
+        if workers > 1 and len(todo) > 8:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                results = pool.map(inspect_image, paths, chunksize=16)
+                for image, result in zip(todo, results, strict=True):
+                    facts[image.path] = result
+                    bar.update(1)
+        else:
+            for image, path in zip(todo, paths, strict=True):
+                facts[image.path] = inspect_image(path)
+                bar.update(1)
+        bar.close()
+        entries = {str(image.path): {"fingerprint": image.fingerprint, "facts": facts[image.path].__dict__}
+                   for image in images}
+        write_text_atomic(cache_file, json.dumps({"version": CACHE_VERSION, "images": entries}) + "\n")
+    return facts
+
+
+def check_images(project: Project, scans: Sequence[CharacterImages], workers: int = 0,
+                 progress: bool = True) -> tuple[list[CharacterImages], list[CharacterReport], list[str]]:
+    """Drop images that cannot be decoded (each reported with why); return the usable scans, reports, warnings."""
+    every = [image for scan in scans for image in scan.images]
+    facts = inspect_all(every, project.work_dir / "images.check.json", workers or os.cpu_count() or 1, progress)
+    reports: list[CharacterReport] = []
+    notes: list[str] = []
+    first_seen: dict[str, tuple[str, Path]] = {}
+    for scan in scans:
+        report = CharacterReport(scan)
+        for image in scan.images:
+            fact = facts[image.path]
+            if fact.problem:
+                report.skipped.append((str(image.path), fact.problem))
+                continue
+            if fact.digest in first_seen:
+                owner, other = first_seen[fact.digest]
+                where = "" if owner == scan.character.name else f" of character {owner!r}"
+                notes.append(f"{image.path}: the same file as {other}{where}; it will be trained on twice")
+            first_seen.setdefault(fact.digest, (scan.character.name, image.path))
+            report.usable.append(image)
+            report.sizes.append((fact.width, fact.height))
+            caption = single_caption(project.single_caption, scan.character.name, image.tags)
+            tokens, _ = count_tokens(caption)
+            if tokens > report.longest_caption[0]:
+                report.longest_caption = (tokens, image.rel)
+        for path, why in report.skipped:
+            notes.append(f"{path}: skipped, {why}")
+        reports.append(report)
+    usable = [replace(report.scan, images=tuple(report.usable)) for report in reports]
+    return usable, reports, notes
+
+
+def summary_table(report: CharacterReport) -> str:
+    scan = report.scan
+    captioned = sum(1 for image in report.usable if image.captioned)
+    areas = sorted(report.sizes, key=lambda size: size[0] * size[1])
+    sizes = f"{areas[0][0]}x{areas[0][1]} .. {areas[-1][0]}x{areas[-1][1]}" if areas else "-"
+    folder = scan.character.images
+    link = f" (a link to {folder.resolve()})" if folder.is_symlink() else ""
+    rows = [
+        ("images", f"{len(scan.images)} found, {len(report.usable)} usable"),
+        ("captioned", f"{captioned} ({len(report.usable) - captioned} use the name token alone)"),
+        ("skipped", f"{len(report.skipped)}" + "".join(f"\n{'':14}{Path(p).name}: {why}" for p, why in report.skipped)),
+        ("sizes", sizes),
+        ("longest", f"{report.longest_caption[0]} CLIP tokens ({report.longest_caption[1] or '-'})"),
+        ("repeats", str(scan.repeats)),
+    ]
+    head = f"{report.name}: {folder}{link}"
+    return "\n".join([head, *(f"  {label:<11} {value}" for label, value in rows)])
