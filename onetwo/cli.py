@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
+import itertools
 import os
 import shlex
 import sys
@@ -21,6 +21,7 @@ from onetwo.errors import OnetwoError
 from onetwo.launch import command, preflight, require, run
 from onetwo.originals import plan_folder, write_folder
 from onetwo.preview import contact_sheet, pick
+from onetwo.provenance import describe, handoff_problems, provenance
 from onetwo.render import load_templates, parse_assignment, parse_set, render_stage, write_stage
 
 
@@ -86,26 +87,23 @@ def prepare_originals(project: Project, scans: Sequence[CharacterImages]) -> Non
          f"({changed} files updated) → {project.stage1_images_dir()}")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+def stage1_weights(args: argparse.Namespace, project: Project) -> Path:
+    if args.from_file:
+        return Path(args.from_file).resolve()
+    if args.epoch is not None:
+        # kohya names per-epoch saves <output_name>-<epoch:06d>.safetensors
+        return project.output_dir / f"{project.output_name('stage1')}-{args.epoch:06d}.safetensors"
+    return project.lora_file("stage1")
 
 
-def provenance(project: Project, stage: str, weights: Path | None) -> str:
-    parts = [f"onetwo {__version__}", f"1to2 {stage}", f"project {project.name}"]
-    if weights is not None:
-        parts.append(f"from {weights.name} sha256 {file_sha256(weights)}" if weights.is_file()
-                     else f"from {weights.name}")
-    if stage == "stage2" and project.manifest_file.is_file():
-        parts.append(f"composites {file_sha256(project.manifest_file)[:16]}")
-    parts.append("tokens " + ", ".join([c.name for c in project.characters] + ["A/B/COMPOSITE"]))
-    return "; ".join(parts)
+def trigger_tokens(project: Project, stage: str) -> list[str]:
+    names = [character.name for character in project.characters]
+    if stage == "stage1":
+        return names
+    return names + [f"{left}/{right}/COMPOSITE" for left, right in itertools.permutations(names, 2)]
 
 
-def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str], Path | None]:
+def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str], Path | None, dict]:
     """Scan, make the stage's images, render its TOMLs; return the trainer's argv and stage 2's input."""
     scans = scan(project, args.workers, not args.no_progress)
     weights = None
@@ -113,14 +111,16 @@ def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str]
         prepare_originals(project, scans)
     else:
         make_composites(project, scans, args.workers, not args.no_progress)
-        weights = Path(args.from_file).resolve() if args.from_file else project.lora_file("stage1")
+        weights = stage1_weights(args, project)
+    record = provenance(args.stage, project.name, trigger_tokens(project, args.stage), project.sd_scripts, weights,
+                        project.manifest_file if args.stage == "stage2" else None)
     rendered = render_stage(project, args.stage, scans, load_templates(project, args.stage), parse_set(args.set),
-                            weights, provenance(project, args.stage, weights))
+                            weights, record)
     config_file, dataset_file, prompts_file = write_stage(project, rendered)
     info(f"{args.stage}: wrote {config_file}, {dataset_file}, {prompts_file}")
     accelerate = {**project.accelerate, **dict(parse_assignment(item, "--accelerate") for item in args.accelerate)}
     argv = command(project.sd_scripts, config_file, dataset_file, accelerate, args.extra)
-    return argv, weights
+    return argv, weights, rendered.flat_config()
 
 
 def cmd_check(args: argparse.Namespace, project: Project) -> int:
@@ -166,9 +166,21 @@ def cmd_render(args: argparse.Namespace, project: Project) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    for file in args.files:
+        print(describe(Path(file)))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace, project: Project) -> int:
-    argv, weights = prepare_stage(args, project)
+    argv, weights, flat = prepare_stage(args, project)
     problems = preflight(project.base_model, project.sd_scripts, weights)
+    if weights is not None and weights.is_file():
+        mismatch = handoff_problems(weights, flat)
+        if mismatch:
+            problems.append(f"{weights}: stage 2's network settings differ from stage 1's, and LyCORIS would "
+                            "silently drop the stage-1 weights; make them equal (or train stage 1 again):\n    "
+                            + "\n    ".join(mismatch))
     if args.dry_run:
         for problem in problems:
             warn(problem)
@@ -217,10 +229,19 @@ def parser() -> argparse.ArgumentParser:
                          help="an `accelerate launch` option on top of the project's [accelerate] (cpu=true); "
                          "repeatable")
         sub.add_argument("--from", dest="from_file", help="stage 2: continue from this LoRA instead of stage 1's")
+        sub.add_argument("--epoch", type=int, help="stage 2: continue from stage 1's save of this epoch")
         if name == "train":
             sub.add_argument("--dry-run", action="store_true", help="write the files, print the command, run nothing")
         sub.set_defaults(extra=[])
+    inspect_parser(commands)
     return root
+
+
+def inspect_parser(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser("inspect", help="print a LoRA file's provenance and network settings",
+                              description="print a LoRA file's provenance and network settings")
+    sub.add_argument("files", nargs="+", metavar="FILE")
+    sub.set_defaults(handler=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.extra = extra
     try:
+        if args.command == "inspect":
+            return cmd_inspect(args)
         project = load_project(Path(args.project))
         return args.handler(args, project)
     except OnetwoError as exc:

@@ -121,6 +121,8 @@ def validate_train_keys(flat: dict[str, Any], origin: dict[str, str]) -> list[st
     problems = []
     for key, value in flat.items():
         where = origin.get(key, "template")
+        if key.startswith("metadata_") and isinstance(value, str):
+            continue  # train_network.py writes any metadata_<x> string from the config file as modelspec.<x>
         if key not in TRAIN_NETWORK_ARGS:
             suggestion = _suggest(key, list(TRAIN_NETWORK_ARGS))
             problems.append(f"{where}: {key!r} is not an option of train_network.py{suggestion}")
@@ -186,7 +188,8 @@ def _subset(pattern: dict[str, Any], image_dir: Path, repeats: int, token: str |
 
 
 def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages], templates: Templates,
-                 cli: Overrides, network_weights: Path | None = None, comment: str = "") -> RenderedStage:
+                 cli: Overrides, network_weights: Path | None = None,
+                 provenance: dict[str, str] | None = None) -> RenderedStage:
     """Merge, lowest first: template → computed values → project overrides → command-line --set."""
     user = project.stage_overrides(stage).then(cli)
     config = copy.deepcopy(templates.train)
@@ -196,7 +199,8 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
         "output_name": project.output_name(stage),
         "logging_dir": str(project.stage_dir(stage) / "logs"),
         "sample_prompts": str(project.stage_dir(stage) / "sample_prompts.txt"),
-        "training_comment": comment or f"onetwo {__version__}, 1to2 {stage}",
+        "training_comment": f"onetwo {__version__}, 1to2 {stage}",
+        **(provenance or {}),
     }
     if network_weights is not None:
         computed["network_weights"] = str(network_weights)
