@@ -79,7 +79,7 @@ def _remove_entry(out_dir: Path, entry: dict[str, Any]) -> None:
             (out_dir / name).unlink(missing_ok=True)
 
 
-def build(jobs: Sequence[CompositeJob], geo: Geometry, image_format: str, out_dir: Path, manifest_path: Path,
+def build(jobs: Sequence[CompositeJob], image_format: str, out_dir: Path, manifest_path: Path,
           workers: int = 0, progress: bool = True) -> BuildReport:
     """Build what the plan asks for; skip composites whose inputs have not changed; remove only our own leftovers."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def build(jobs: Sequence[CompositeJob], geo: Geometry, image_format: str, out_di
     report.foreign = sorted(path.name for path in out_dir.iterdir() if path.name not in known
                             and not path.name.startswith("."))
 
-    tasks = [([str(source.path) for source in job.sources], geo, image_format,
+    tasks = [([str(source.path) for source in job.sources], job.geometry, image_format,
               str(out_dir / image_name(job, image_format))) for job in todo]
     by_target = {task[3]: job for task, job in zip(tasks, todo, strict=True)}
     last_save = time.monotonic()
@@ -144,4 +144,6 @@ def manifest_entry(job: CompositeJob, image_format: str, boxes: Iterable[list[fl
         "names": list(job.names),
         "sources": [str(source.path) for source in job.sources],
         "crops": list(boxes),
+        "size": [job.geometry.width, job.geometry.height],
+        "mirrored": job.geometry.mirrored,
     }

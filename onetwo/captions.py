@@ -33,10 +33,31 @@ def single_caption(template: str, name: str, tags: Sequence[str]) -> str:
     return join_caption(template.format(name=name, tags=", ".join(without_token(tags, name))))
 
 
+def composite_fields(names: Sequence[str], tags: Sequence[Sequence[str]]) -> dict[str, str]:
+    """Template fields, left to right: {names} "A/B", {tags}, {name1}/{tags1}..., and {left}/{right}... for pairs."""
+    sides = [", ".join(without_token(side, name)) for side, name in zip(tags, names, strict=True)]
+    fields = {"names": "/".join(names), "tags": ", ".join(sides)}
+    for index, (name, side) in enumerate(zip(names, sides, strict=True), start=1):
+        fields[f"name{index}"], fields[f"tags{index}"] = name, side
+    if len(names) == 2:
+        fields.update(left=names[0], right=names[1], left_tags=sides[0], right_tags=sides[1])
+    return fields
+
+
 def composite_caption(template: str, names: Sequence[str], tags: Sequence[Sequence[str]]) -> str:
-    left, right = names
-    left_tags, right_tags = (", ".join(without_token(side, name)) for side, name in zip(tags, names, strict=True))
-    return join_caption(template.format(left=left, right=right, left_tags=left_tags, right_tags=right_tags))
+    return join_caption(template.format(**composite_fields(names, tags)))
+
+
+def template_problem(template: str, group_size: int) -> str | None:
+    """Why `template` cannot caption a composite of `group_size` characters, or None."""
+    try:
+        template.format(**composite_fields([f"n{i}" for i in range(group_size)], [()] * group_size))
+    except (KeyError, IndexError, ValueError) as exc:
+        return f"has an unknown or broken placeholder ({exc}); use {{names}}, {{tags}}, {{name1}}, {{tags1}}, ..."
+    named = "{names}" in template or all(f"{{name{i}}}" in template for i in range(1, group_size + 1))
+    if group_size == 2:
+        named = named or ("{left}" in template and "{right}" in template)
+    return None if named else "must name every character: use {names} (or {left} and {right} for pairs)"
 
 
 def estimate_tokens(text: str) -> int:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -18,12 +19,13 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from onetwo.buckets import BucketSettings, crop_fraction, nearest_bucket
 from onetwo.captions import count_tokens, single_caption
 from onetwo.config import Project
 from onetwo.dataset import CharacterImages, SourceImage
 from onetwo.fsutil import write_text_atomic
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ def inspect_image(path: str) -> ImageFacts:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height, mode = image.width, image.height, image.mode
+                if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    width, height = height, width
                 if image.format == "JPEG":
                     image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                 image.load()
@@ -130,7 +134,7 @@ def check_images(project: Project, scans: Sequence[CharacterImages], workers: in
                 where = "" if owner == scan.character.name else f" of character {owner!r}"
                 notes.append(f"{image.path}: the same file as {other}{where}; it will be trained on twice")
             first_seen.setdefault(fact.digest, (scan.character.name, image.path))
-            report.usable.append(image)
+            report.usable.append(replace(image, width=fact.width, height=fact.height))
             report.sizes.append((fact.width, fact.height))
             caption = single_caption(project.single_caption, scan.character.name, image.tags)
             tokens, _ = count_tokens(caption)
@@ -143,8 +147,24 @@ def check_images(project: Project, scans: Sequence[CharacterImages], workers: in
     return usable, reports, notes
 
 
-def summary_table(report: CharacterReport) -> str:
+def bucket_summary(report: CharacterReport, buckets: BucketSettings, threshold: float) -> tuple[str, list[str]]:
+    """Which kohya buckets the images land in, and those whose centre crop cuts more than `threshold`."""
+    landing: Counter[tuple[int, int]] = Counter()
+    cropped = []
+    choices = buckets.buckets()
+    for image in report.usable:
+        bucket = nearest_bucket(image.width, image.height, choices)
+        landing[bucket] += 1
+        lost = crop_fraction(image.width, image.height, bucket)
+        if lost > threshold:
+            cropped.append(f"{image.rel} ({image.width}x{image.height} → {bucket[0]}x{bucket[1]}, {lost:.0%} cut)")
+    text = ", ".join(f"{w}x{h}: {count}" for (w, h), count in sorted(landing.items()))
+    return text or "-", cropped
+
+
+def summary_table(report: CharacterReport, buckets: BucketSettings, threshold: float) -> str:
     scan = report.scan
+    landing, cropped = bucket_summary(report, buckets, threshold)
     captioned = sum(1 for image in report.usable if image.captioned)
     areas = sorted(report.sizes, key=lambda size: size[0] * size[1])
     sizes = f"{areas[0][0]}x{areas[0][1]} .. {areas[-1][0]}x{areas[-1][1]}" if areas else "-"
@@ -157,6 +177,9 @@ def summary_table(report: CharacterReport) -> str:
         ("sizes", sizes),
         ("longest", f"{report.longest_caption[0]} CLIP tokens ({report.longest_caption[1] or '-'})"),
         ("repeats", str(scan.repeats)),
+        ("buckets", landing),
+        ("cropped", f"{len(cropped)} lose more than {threshold:.0%} to kohya's centre crop"
+         + "".join(f"\n{'':14}{line}" for line in cropped)),
     ]
     head = f"{report.name}: {folder}{link}"
     return "\n".join([head, *(f"  {label:<11} {value}" for label, value in rows)])

@@ -11,18 +11,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from onetwo import __version__
+from onetwo.buckets import crop_fraction, fit_size, nearest_bucket
 from onetwo.build import BuildReport, build
 from onetwo.captions import MAX_TOKEN_LENGTH
 from onetwo.check import check_images, summary_table
-from onetwo.composite import CompositeJob, geometry, over_budget, plan
+from onetwo.composite import CompositeJob, over_budget, plan
 from onetwo.config import STAGES, Overrides, Project, load_project
 from onetwo.dataset import CharacterImages, scan_project
 from onetwo.errors import OnetwoError
 from onetwo.launch import command, preflight, require, run
-from onetwo.originals import plan_folder, write_folder
+from onetwo.originals import plan_folder, replay_selection, write_folder
 from onetwo.preview import contact_sheet, pick
 from onetwo.provenance import describe, handoff_problems, provenance
-from onetwo.render import load_templates, parse_assignment, parse_set, render_stage, write_stage
+from onetwo.render import load_templates, parse_assignment, parse_set, render_stage, role_buckets, write_stage
+
+CROP_WARNING = 0.02  # a share of the picture kohya may cut before onetwo warns
 
 
 def warn(message: str) -> None:
@@ -38,9 +41,10 @@ def scan(project: Project, workers: int | None = None, progress: bool = True,
     """Scan the folders and decode-check every image; undecodable ones are skipped with the reason."""
     found = scan_project(project)
     usable, reports, notes = check_images(project, found, workers or project.composite.workers, progress)
+    buckets = role_buckets(project, "originals") if tables else None
     for item, report in zip(usable, reports, strict=True):
-        if tables:
-            print(summary_table(report))
+        if buckets:
+            print(summary_table(report, buckets, CROP_WARNING))
         else:
             missing = len(item.uncaptioned)
             note = f", {missing} without a caption (the token alone is used)" if missing else ""
@@ -58,17 +62,30 @@ def scan(project: Project, workers: int | None = None, progress: bool = True,
     return usable
 
 
+def composite_plan(project: Project, scans: Sequence[CharacterImages], sets: Sequence[str] = ()) -> list[CompositeJob]:
+    buckets = role_buckets(project, "composites", parse_set(sets))
+    return plan(scans, project.composite, lambda aspect: fit_size(aspect, buckets))
+
+
 def make_composites(project: Project, scans: Sequence[CharacterImages], workers: int | None,
-                    progress: bool) -> tuple[list[CompositeJob], BuildReport]:
+                    progress: bool, sets: Sequence[str] = ()) -> tuple[list[CompositeJob], BuildReport]:
     settings = project.composite
-    jobs = plan(scans, settings)
+    jobs = composite_plan(project, scans, sets)
     long_captions = over_budget(jobs)
     if long_captions:
         worst, tokens = max(long_captions, key=lambda item: item[1])
         warn(f"{len(long_captions)} of {len(jobs)} composite captions may exceed {MAX_TOKEN_LENGTH} CLIP tokens "
              f"and be cut by kohya (longest: {worst.stem}, about {tokens}); shorten the tag files or set "
              "composite.trim_captions = true")
-    report = build(jobs, geometry(settings), settings.format, project.composite_dir, project.manifest_file,
+    if settings.width and settings.height and jobs:
+        buckets = role_buckets(project, "composites", parse_set(sets)).buckets()
+        bucket = nearest_bucket(settings.width, settings.height, buckets)
+        lost = crop_fraction(settings.width, settings.height, bucket)
+        if lost > CROP_WARNING:
+            warn(f"{settings.width}x{settings.height} composites land in kohya's {bucket[0]}x{bucket[1]} bucket, "
+                 f"whose centre crop cuts {lost:.0%} of each; leave composite.width and height unset to size them "
+                 "to a bucket")
+    report = build(jobs, settings.format, project.composite_dir, project.manifest_file,
                    workers if workers is not None else settings.workers, progress)
     info(f"composites: {len(jobs)} planned, {report.built} built, {report.skipped} unchanged, "
          f"{len(report.removed)} removed → {project.composite_dir}")
@@ -80,11 +97,18 @@ def make_composites(project: Project, scans: Sequence[CharacterImages], workers:
     return jobs, report
 
 
-def prepare_originals(project: Project, scans: Sequence[CharacterImages]) -> None:
-    changed = sum(write_folder(project.stage1_images_dir() / item.character.slug,
-                               plan_folder(item, project.single_caption)) for item in scans)
-    info(f"stage 1 images: {sum(len(item.images) for item in scans)} linked with captions "
-         f"({changed} files updated) → {project.stage1_images_dir()}")
+def prepare_originals(project: Project, scans: Sequence[CharacterImages], replay: bool = False) -> None:
+    """Link the originals (or stage 2's replayed share of them) into the work dir, with onetwo's captions."""
+    folder = project.replay_dir if replay else project.originals_dir
+    changed = linked = 0
+    for item in scans:
+        entries = plan_folder(item, project.single_caption)
+        if replay:
+            entries = replay_selection(entries, project.replay, project.composite.seed)
+        changed += write_folder(folder / item.character.slug, entries)
+        linked += len(entries)
+    what = "replayed originals" if replay else "originals"
+    info(f"{what}: {linked} images linked with captions ({changed} files updated) → {folder}")
 
 
 def stage1_weights(args: argparse.Namespace, project: Project) -> Path:
@@ -100,20 +124,31 @@ def trigger_tokens(project: Project, stage: str) -> list[str]:
     names = [character.name for character in project.characters]
     if stage == "stage1":
         return names
-    return names + [f"{left}/{right}/COMPOSITE" for left, right in itertools.permutations(names, 2)]
+    groups = itertools.permutations(names, project.composite.group_size)
+    return names + ["/".join(group) + "/COMPOSITE" for group in groups]
+
+
+def stages_of(project: Project) -> tuple[str, ...]:
+    return ("joint",) if project.mode == "joint" else ("stage1", "stage2")
 
 
 def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str], Path | None, dict]:
     """Scan, make the stage's images, render its TOMLs; return the trainer's argv and stage 2's input."""
+    if args.stage not in stages_of(project):
+        raise OnetwoError(f"{project.file}: project.mode is {project.mode!r}, which trains "
+                          f"{' then '.join(stages_of(project))}; run `onetwo train {stages_of(project)[0]}` or "
+                          "change project.mode")
     scans = scan(project, args.workers, not args.no_progress)
     weights = None
-    if args.stage == "stage1":
+    if args.stage in ("stage1", "joint"):
         prepare_originals(project, scans)
-    else:
-        make_composites(project, scans, args.workers, not args.no_progress)
+    if args.stage in ("stage2", "joint"):
+        make_composites(project, scans, args.workers, not args.no_progress, args.set)
+    if args.stage == "stage2":
+        prepare_originals(project, scans, replay=True)
         weights = stage1_weights(args, project)
     record = provenance(args.stage, project.name, trigger_tokens(project, args.stage), project.sd_scripts, weights,
-                        project.manifest_file if args.stage == "stage2" else None)
+                        project.manifest_file if args.stage != "stage1" else None)
     rendered = render_stage(project, args.stage, scans, load_templates(project, args.stage), parse_set(args.set),
                             weights, record)
     config_file, dataset_file, prompts_file = write_stage(project, rendered)
@@ -125,9 +160,9 @@ def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str]
 
 def cmd_check(args: argparse.Namespace, project: Project) -> int:
     scans = scan(project, args.workers, not args.no_progress, tables=True)
-    long_captions = over_budget(plan(scans, project.composite))
+    long_captions = over_budget(composite_plan(project, scans))
     problems = []
-    for stage in STAGES:
+    for stage in stages_of(project):
         weights = project.lora_file("stage1") if stage == "stage2" else None
         try:
             render_stage(project, stage, scans, load_templates(project, stage), Overrides(), weights)

@@ -1,4 +1,4 @@
-"""Composite planning: which pairs, which order, which sources, which caption. Pure and seeded."""
+"""Composite planning: which groups, which order, which sources, where each goes, which caption. Pure and seeded."""
 
 from __future__ import annotations
 
@@ -6,34 +6,35 @@ import hashlib
 import itertools
 import json
 import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 
 from onetwo.captions import MAX_TOKEN_LENGTH, composite_caption, count_tokens, trim_to_budget
 from onetwo.config import CompositeSettings
 from onetwo.dataset import CharacterImages, SourceImage
 
-GEOMETRY_VERSION = 1  # bump when the pixels a job produces change for the same inputs
+GEOMETRY_VERSION = 2  # bump when the pixels a job produces change for the same inputs
+PORTRAIT = 0.5  # the method's halves: 1:2 portraits, so a pair is square
+
+SizeForAspect = Callable[[float], tuple[int, int]]
 
 
 @dataclass(frozen=True)
 class Geometry:
-    """Where each source lands in the composite: equal cells, left to right, `gap` pixels apart."""
+    """Where each source lands: cells (left, width) spanning the full height, left to right as captioned."""
 
     width: int
     height: int
-    gap: int
-    cells: int
+    cells: tuple[tuple[int, int], ...]
     vertical_anchor: float
     background: tuple[int, int, int]
-
-    @property
-    def cell_width(self) -> int:
-        return (self.width - self.gap * (self.cells - 1)) // self.cells
+    mirrored: bool = False
 
     def cell_left(self, index: int) -> int:
-        used = self.cell_width * self.cells + self.gap * (self.cells - 1)
-        return (self.width - used) // 2 + index * (self.cell_width + self.gap)
+        return self.cells[index][0]
+
+    def cell_width(self, index: int) -> int:
+        return self.cells[index][1]
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,31 @@ class CompositeJob:
     names: tuple[str, ...]
     sources: tuple[SourceImage, ...]
     caption: str
+    geometry: Geometry
     key: str
 
 
-def geometry(settings: CompositeSettings, cells: int = 2) -> Geometry:
-    return Geometry(settings.width, settings.height, settings.gap, cells, settings.vertical_anchor,
-                    settings.background)
+def cell_spans(width: int, widths: Sequence[float], gap: int) -> tuple[tuple[int, int], ...]:
+    """Cells proportional to `widths`, filling `width` exactly with `gap` between them."""
+    free = width - gap * (len(widths) - 1)
+    total = sum(widths)
+    edges = [round(free * sum(widths[:index]) / total) for index in range(len(widths) + 1)]
+    return tuple((edges[index] + gap * index, edges[index + 1] - edges[index]) for index in range(len(widths)))
+
+
+def layout(sources: Sequence[SourceImage], settings: CompositeSettings, size_for: SizeForAspect,
+           mirrored: bool) -> Geometry:
+    """Equal cells of 1:2 portraits, or `natural`: each source keeps its aspect, heights matched."""
+    if settings.layout == "natural" and all(source.width and source.height for source in sources):
+        aspects = [source.width / source.height for source in sources]
+    else:
+        aspects = [PORTRAIT] * len(sources)
+    if settings.width and settings.height:
+        width, height = settings.width, settings.height
+    else:
+        width, height = size_for(sum(aspects))
+    cells = cell_spans(width, aspects, settings.gap)
+    return Geometry(width, height, cells, settings.vertical_anchor, settings.background, mirrored)
 
 
 class _Deck:
@@ -65,36 +85,46 @@ class _Deck:
         return self.pending.pop()
 
 
-def pair_orders(count: int, pair_index: int) -> Iterator[bool]:
-    """True for original order; alternating, with odd counts' extra one alternating between pairs."""
-    flip_first = pair_index % 2 == 1
+def group_orders(group: Sequence[CharacterImages], count: int, group_index: int) -> Iterator[tuple[int, ...]]:
+    """Every left-to-right order in turn, starting one further for each group, so orders stay balanced overall."""
+    orders = list(itertools.permutations(range(len(group))))
     for index in range(count):
-        yield (index % 2 == 0) != flip_first
+        yield orders[(index + group_index) % len(orders)]
 
 
 def job_key(sources: Sequence[SourceImage], geo: Geometry, image_format: str) -> str:
     payload = json.dumps([GEOMETRY_VERSION, [[str(source.path), source.fingerprint] for source in sources],
-                          geo.__dict__, image_format], sort_keys=True)
+                          asdict(geo), image_format], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def plan(scans: Sequence[CharacterImages], settings: CompositeSettings) -> list[CompositeJob]:
-    """Every unordered pair gets `per_pair` composites, half in each order, sources spread evenly."""
+def plan(scans: Sequence[CharacterImages], settings: CompositeSettings,
+         size_for: SizeForAspect = lambda aspect: (768, 768)) -> list[CompositeJob]:
+    """Every unordered group gets `per_pair` composites in balanced orders, sources spread evenly, some mirrored.
+
+    A mirrored composite is built in one order and flipped, so its caption names the characters reversed: the
+    only flip augmentation that keeps image and caption in agreement.
+    """
     rng = random.Random(f"onetwo:{settings.seed}")
     decks = {scan.character.name: _Deck(scan.images, rng) for scan in scans}
-    geo = geometry(settings)
+    mirror_rng = random.Random(f"onetwo-mirror:{settings.seed}")
     jobs: list[CompositeJob] = []
-    for pair_index, (first, second) in enumerate(itertools.combinations(scans, 2)):
-        for index, keep_order in enumerate(pair_orders(settings.per_pair, pair_index)):
-            left, right = (first, second) if keep_order else (second, first)
-            sources = (decks[left.character.name].draw(), decks[right.character.name].draw())
-            names = (left.character.name, right.character.name)
+    for group_index, group in enumerate(itertools.combinations(scans, settings.group_size)):
+        prefix = "+".join(scan.character.slug for scan in group)
+        for index, order in enumerate(group_orders(group, settings.per_pair, group_index)):
+            members = [group[position] for position in order]
+            sources = tuple(decks[member.character.name].draw() for member in members)
+            mirrored = mirror_rng.random() < settings.mirror
+            geo = layout(sources, settings, size_for, mirrored)
+            names = tuple(member.character.name for member in members)
             tags = tuple(source.tags for source in sources)
+            if mirrored:
+                names, tags = names[::-1], tags[::-1]
             caption = composite_caption(settings.caption, names, tags)
             if settings.trim_captions:
                 caption = trim_to_budget(settings.caption, names, tags)
-            stem = f"{first.character.slug}+{second.character.slug}_{index:04d}"
-            jobs.append(CompositeJob(stem, names, sources, caption, job_key(sources, geo, settings.format)))
+            jobs.append(CompositeJob(f"{prefix}_{index:04d}", names, sources, caption, geo,
+                                     job_key(sources, geo, settings.format)))
     return jobs
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onetwo.captions import template_problem
 from onetwo.errors import OnetwoError
 
 if sys.version_info >= (3, 11):
@@ -17,8 +18,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("stage1", "stage2")
+STAGES = ("stage1", "stage2", "joint")
+MODES = ("sequential", "joint")
+LAYOUTS = ("equal", "natural")
 DEFAULT_CAPTION = "{left}/{right}/COMPOSITE, {left_tags}, {right_tags}"
+GROUP_CAPTION = "{names}/COMPOSITE, {tags}"
 DEFAULT_SINGLE_CAPTION = "{name}, {tags}"
 FORMATS = ("png", "webp")
 # A name becomes the first caption token and part of the `A/B/COMPOSITE` token: these would split or break it.
@@ -41,8 +45,12 @@ class CompositeSettings:
     per_pair: int = 40
     seed: int = 0
     caption: str = DEFAULT_CAPTION
-    width: int = 768
-    height: int = 768
+    group_size: int = 2
+    # None: the bucket of the composite stage whose aspect is nearest the layout's, so kohya crops nothing.
+    width: int | None = None
+    height: int | None = None
+    layout: str = "equal"
+    mirror: float = 0.0
     gap: int = 0
     background: tuple[int, int, int] = (255, 255, 255)
     vertical_anchor: float = 0.5
@@ -84,6 +92,8 @@ class Project:
     sd_scripts: Path
     templates: Path
     single_caption: str
+    mode: str
+    replay: float
     characters: tuple[Character, ...]
     composite: CompositeSettings
     samples: SampleSettings
@@ -101,8 +111,13 @@ class Project:
     def stage_dir(self, stage: str) -> Path:
         return self.work_dir / stage
 
-    def stage1_images_dir(self) -> Path:
-        return self.stage_dir("stage1") / "images"
+    @property
+    def originals_dir(self) -> Path:
+        return self.work_dir / "originals"
+
+    @property
+    def replay_dir(self) -> Path:
+        return self.work_dir / "replay"
 
     def output_name(self, stage: str) -> str:
         return f"{self.name}-{stage}"
@@ -243,10 +258,19 @@ def _parse_composite(reader: _Reader, raw: Any) -> CompositeSettings:
     table = reader.table(raw, path)
     defaults = CompositeSettings()
     reader.unknown(table, path, set(CompositeSettings.__dataclass_fields__))
-    caption = reader.get(table, path, "caption", str, defaults.caption)
-    for placeholder in ("{left}", "{right}"):
-        if placeholder not in caption:
-            reader.problem(f"{path}.caption", f"must contain {placeholder}")
+    group_size = reader.get(table, path, "group_size", int, defaults.group_size)
+    if group_size not in (2, 3):
+        reader.problem(f"{path}.group_size", f"must be 2 (pairs) or 3 (trios), got {group_size}")
+        group_size = 2
+    caption = reader.get(table, path, "caption", str, defaults.caption if group_size == 2 else GROUP_CAPTION)
+    if why := template_problem(caption, group_size):
+        reader.problem(f"{path}.caption", why)
+    layout = reader.get(table, path, "layout", str, defaults.layout)
+    if layout not in LAYOUTS:
+        reader.problem(f"{path}.layout", f"must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    mirror = reader.get(table, path, "mirror", (int, float), defaults.mirror)
+    if not 0 <= mirror <= 1:
+        reader.problem(f"{path}.mirror", f"is the share of composites mirrored (0 to 1), got {mirror}")
     fmt = reader.get(table, path, "format", str, defaults.format)
     if fmt not in FORMATS:
         reader.problem(f"{path}.format", f"must be one of {', '.join(FORMATS)} (lossless), got {fmt!r}")
@@ -257,8 +281,11 @@ def _parse_composite(reader: _Reader, raw: Any) -> CompositeSettings:
         per_pair=reader.positive_int(table, path, "per_pair", defaults.per_pair),
         seed=reader.get(table, path, "seed", int, defaults.seed),
         caption=caption,
-        width=reader.positive_int(table, path, "width", defaults.width, minimum=64),
-        height=reader.positive_int(table, path, "height", defaults.height, minimum=64),
+        group_size=group_size,
+        width=reader.positive_int(table, path, "width", 64, minimum=64) if "width" in table else None,
+        height=reader.positive_int(table, path, "height", 64, minimum=64) if "height" in table else None,
+        layout=layout,
+        mirror=float(mirror),
         gap=reader.positive_int(table, path, "gap", defaults.gap, minimum=0),
         background=_parse_color(reader, table["background"], f"{path}.background") if "background" in table
         else defaults.background,
@@ -268,8 +295,10 @@ def _parse_composite(reader: _Reader, raw: Any) -> CompositeSettings:
         trim_captions=reader.get(table, path, "trim_captions", bool, defaults.trim_captions),
         workers=reader.positive_int(table, path, "workers", defaults.workers, minimum=0),
     )
-    if settings.gap >= settings.width // 2:
-        reader.problem(f"{path}.gap", f"must be smaller than half the width ({settings.width // 2})")
+    if (settings.width is None) != (settings.height is None):
+        reader.problem(path, "set both width and height, or neither (then the nearest kohya bucket is used)")
+    if settings.width and settings.gap * (group_size - 1) >= settings.width // 2:
+        reader.problem(f"{path}.gap", f"is too wide for a {settings.width} px composite")
     return settings
 
 
@@ -308,7 +337,13 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
     reader.unknown(data, "", {"project", "characters", "composite", "samples", "accelerate", "training", *STAGES})
     project = reader.table(data.get("project", {}), "project")
     reader.unknown(project, "project", {"name", "base_model", "work_dir", "output_dir", "sd_scripts", "templates",
-                                        "caption"})
+                                        "caption", "mode", "replay"})
+    mode = reader.get(project, "project", "mode", str, "sequential")
+    if mode not in MODES:
+        reader.problem("project.mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+    replay = reader.get(project, "project", "replay", (int, float), 0.0)
+    if not 0 <= replay <= 1:
+        reader.problem("project.replay", f"is the share of originals stage 2 trains on too (0 to 1), got {replay}")
     name = reader.get(project, "project", "name", str, "", required=True)
     if name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         reader.problem("project.name", f"{name!r} names output files: use letters, digits, '.', '_' or '-'")
@@ -339,6 +374,8 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
         sd_scripts=(base / sd_scripts).resolve() if sd_scripts else _default_sd_scripts().resolve(),
         templates=(base / templates).resolve() if templates else REPO_ROOT / "templates",
         single_caption=single_caption,
+        mode=mode,
+        replay=float(replay),
         characters=characters,
         composite=composite,
         samples=samples,

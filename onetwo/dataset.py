@@ -23,6 +23,8 @@ class SourceImage:
     captioned: bool
     size: int
     mtime_ns: int
+    width: int = 0  # upright pixel size, known once `onetwo.check` has decoded the image
+    height: int = 0
 
     @property
     def fingerprint(self) -> str:

@@ -75,9 +75,11 @@ def compose(sources: list[Path], geo: Geometry) -> tuple[Image.Image, list[Box]]
     canvas = Image.new("RGB", (geo.width, geo.height), geo.background)
     boxes = []
     for index, path in enumerate(sources):
-        cell, box = load_cell(path, geo.cell_width, geo.height, geo.vertical_anchor, geo.background)
+        cell, box = load_cell(path, geo.cell_width(index), geo.height, geo.vertical_anchor, geo.background)
         canvas.paste(cell, (geo.cell_left(index), 0))
         boxes.append(box)
+    if geo.mirrored:
+        canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return canvas, boxes
 
 

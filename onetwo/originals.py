@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,15 @@ def plan_folder(scan: CharacterImages, caption_template: str) -> list[LinkedImag
     name = scan.character.name
     return [LinkedImage(image.rel.replace("/", "__"), image.path, single_caption(caption_template, name, image.tags))
             for image in scan.images]
+
+
+def replay_selection(entries: Sequence[LinkedImage], fraction: float, seed: int) -> list[LinkedImage]:
+    """A seeded share of a character's originals (at least one when the share is above zero), in name order."""
+    if fraction <= 0 or not entries:
+        return []
+    count = max(1, round(len(entries) * fraction))
+    chosen = random.Random(f"onetwo-replay:{seed}").sample(list(entries), count)
+    return sorted(chosen, key=lambda entry: entry.name)
 
 
 def _link(source: Path, target: Path) -> None:

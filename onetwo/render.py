@@ -14,7 +14,9 @@ from typing import Any
 import tomli_w
 
 from onetwo import __version__
+from onetwo.buckets import BucketSettings, fit_size, settings_from_dataset
 from onetwo.captions import composite_caption, sample_prompt_line, single_caption, top_tags
+from onetwo.composite import PORTRAIT
 from onetwo.config import Overrides, Project
 from onetwo.dataset import CharacterImages
 from onetwo.errors import OnetwoError
@@ -26,7 +28,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-STAGE_RESOLUTION_KEY = "resolution"
+# What each [[datasets]] of a stage's dataset template trains on, in template order.
+ROLES = {"stage1": ("originals",), "stage2": ("composites",), "joint": ("originals", "composites")}
 # Where a computed or overriding key goes when the template does not have it yet.
 SECTION_OF = {
     "pretrained_model_name_or_path": "model_arguments",
@@ -161,22 +164,23 @@ def parse_set(items: Sequence[str]) -> Overrides:
     return overrides
 
 
-def sample_prompts(project: Project, scans: Sequence[CharacterImages], resolution: int) -> str:
-    """Each character alone, then each pair in both orders with the composite token, at fixed seeds."""
+def sample_prompts(project: Project, scans: Sequence[CharacterImages], buckets: BucketSettings) -> str:
+    """Each character alone, then every group in every order with the composite token, at fixed seeds and sizes
+    that fit the stage's buckets."""
     samples = project.samples
+    composite = project.composite
     tags = {scan.character.name: top_tags([image.tags for image in scan.images], scan.character.name,
                                           samples.tags_per_character) for scan in scans}
-    lines = []
-    for scan in scans:
-        name = scan.character.name
-        lines.append((single_caption(project.single_caption, name, tags[name]), resolution, resolution))
-    width, height = project.composite.width, project.composite.height
-    scale = resolution / max(width, height)
-    for left, right in itertools.permutations([scan.character.name for scan in scans], 2):
-        prompt = composite_caption(project.composite.caption, (left, right), (tags[left], tags[right]))
-        lines.append((prompt, round(width * scale), round(height * scale)))
+    single = fit_size(1.0, buckets)
+    lines = [(single_caption(project.single_caption, name, tags[name]), single) for name in tags]
+    explicit = composite.width and composite.height
+    aspect = composite.width / composite.height if explicit else PORTRAIT * composite.group_size
+    group_size = fit_size(aspect, buckets)
+    for names in itertools.permutations(tags, composite.group_size):
+        prompt = composite_caption(composite.caption, names, [tags[name] for name in names])
+        lines.append((prompt, group_size))
     return "".join(sample_prompt_line(prompt, samples.negative, width, height, samples.steps, samples.scale,
-                                      samples.seed) + "\n" for prompt, width, height in lines)
+                                      samples.seed) + "\n" for prompt, (width, height) in lines)
 
 
 def _subset(pattern: dict[str, Any], image_dir: Path, repeats: int, token: str | None) -> dict[str, Any]:
@@ -212,34 +216,64 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
         origin[key] = f"{project.file}: [{stage}] or [training] or --set"
     problems = validate_train_keys(flatten_sections(config), origin)
 
-    dataset_doc = copy.deepcopy(templates.dataset)
-    datasets = dataset_doc.get("datasets")
-    if not (isinstance(datasets, list) and datasets and isinstance(datasets[0], dict)
-            and isinstance(datasets[0].get("subsets"), list) and datasets[0]["subsets"]):
-        raise OnetwoError(f"{templates.dataset_file}: needs one [[datasets]] with one [[datasets.subsets]] pattern")
-    general = dataset_doc.get("general", {})
-    problems += validate_dataset_keys(general, "general", str(templates.dataset_file))
-    dataset = {key: value for key, value in datasets[0].items() if key != "subsets"}
-    pattern = {**datasets[0]["subsets"][0], **user.subset}
-    problems += validate_dataset_keys(dataset, "datasets", str(templates.dataset_file))
-    problems += validate_dataset_keys(user.dataset, "datasets", f"{project.file}: [{stage}.dataset] or --set dataset.")
-    problems += validate_dataset_keys(pattern, "subsets", f"{templates.dataset_file} or [{stage}.subset]")
-    dataset.update(user.dataset)
-    if stage == "stage2" and pattern.get("flip_aug"):
-        problems.append(f"{stage}: flip_aug mirrors composites without swapping their captions, teaching the wrong "
-                        "left/right order; turn it off")
+    dataset_doc, patterns, dataset_problems = merged_datasets(project, stage, templates, user)
+    problems += dataset_problems
     if problems:
         raise OnetwoError(f"{stage}: {len(problems)} setting(s) kohya would reject or silently ignore:", problems)
+    datasets = []
+    for role, (dataset, pattern) in zip(ROLES[stage], patterns, strict=True):
+        if role == "originals":
+            subsets = [_subset(pattern, project.originals_dir / scan.character.slug, scan.repeats,
+                               scan.character.name) for scan in scans]
+        else:
+            subsets = [_subset(pattern, project.composite_dir, project.composite.repeats, None)]
+            if stage == "stage2" and project.replay:
+                subsets += [_subset(pattern, project.replay_dir / scan.character.slug, scan.repeats,
+                                    scan.character.name) for scan in scans]
+        datasets.append({**dataset, "subsets": subsets})
+    dataset_doc["datasets"] = datasets
+    buckets = settings_from_dataset(dataset_doc.get("general", {}), datasets[-1])
+    return RenderedStage(stage, config, dataset_doc, sample_prompts(project, scans, buckets))
 
-    if stage == "stage1":
-        dataset["subsets"] = [_subset(pattern, project.stage1_images_dir() / scan.character.slug, scan.repeats,
-                                      scan.character.name) for scan in scans]
-    else:
-        dataset["subsets"] = [_subset(pattern, project.composite_dir, project.composite.repeats, None)]
-    dataset_doc["datasets"] = [dataset]
-    resolution = dataset.get(STAGE_RESOLUTION_KEY, 512)
-    resolution = int(resolution[0] if isinstance(resolution, list) else resolution)
-    return RenderedStage(stage, config, dataset_doc, sample_prompts(project, scans, resolution))
+
+def merged_datasets(project: Project, stage: str, templates: Templates, user: Overrides
+                    ) -> tuple[dict[str, Any], list[tuple[dict[str, Any], dict[str, Any]]], list[str]]:
+    """The dataset template with the user's dataset and subset overrides: (doc, [(dataset, subset pattern)], problems).
+
+    A stage's template has one [[datasets]] per role (see ROLES), each with one subset that is the pattern.
+    """
+    doc = copy.deepcopy(templates.dataset)
+    roles = ROLES[stage]
+    datasets = doc.get("datasets")
+    shaped = isinstance(datasets, list) and len(datasets) == len(roles) and all(
+        isinstance(item, dict) and isinstance(item.get("subsets"), list) and item["subsets"] for item in datasets)
+    if not shaped:
+        raise OnetwoError(f"{templates.dataset_file}: needs {len(roles)} [[datasets]] ({', '.join(roles)}), each with "
+                          "one [[datasets.subsets]] pattern")
+    where = str(templates.dataset_file)
+    problems = validate_dataset_keys(doc.get("general", {}), "general", where)
+    problems += validate_dataset_keys(user.dataset, "datasets", f"{project.file}: [{stage}.dataset] or --set dataset.")
+    patterns = []
+    for role, item in zip(roles, datasets, strict=True):
+        dataset = {key: value for key, value in item.items() if key != "subsets"}
+        pattern = {**item["subsets"][0], **user.subset}
+        problems += validate_dataset_keys(dataset, "datasets", where)
+        problems += validate_dataset_keys(pattern, "subsets", f"{where} or [{stage}.subset]")
+        if role == "composites" and pattern.get("flip_aug"):
+            problems.append(f"{stage}: flip_aug mirrors composites without swapping their captions, teaching the "
+                            "wrong left/right order; turn it off (composite.mirror flips them correctly)")
+        patterns.append(({**dataset, **user.dataset}, pattern))
+    return doc, patterns, problems
+
+
+def role_buckets(project: Project, role: str, cli: Overrides | None = None) -> BucketSettings:
+    """The bucket settings of the dataset that trains on `role` (originals or composites) in this project's mode."""
+    stage = "joint" if project.mode == "joint" else {"originals": "stage1", "composites": "stage2"}[role]
+    templates = load_templates(project, stage)
+    user = project.stage_overrides(stage).then(cli or Overrides())
+    doc, patterns, _ = merged_datasets(project, stage, templates, user)
+    dataset, _ = patterns[ROLES[stage].index(role)]
+    return settings_from_dataset(doc.get("general", {}), dataset)
 
 
 def stage_files(project: Project, stage: str) -> tuple[Path, Path, Path]:

@@ -115,7 +115,7 @@ def test_missing_caption_uses_the_token(make_project, cli, tmp_path: Path) -> No
     code, _, err = cli("render", "stage1")
     assert code == 0, err
     assert "alice: 3 images, 1 without a caption" in err
-    assert (tmp_path / "work" / "stage1" / "images" / "alice" / "img0.txt").read_text() == "alice"
+    assert (tmp_path / "work" / "originals" / "alice" / "img0.txt").read_text() == "alice"
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from onetwo.composite import CompositeJob, geometry, plan
+from onetwo.composite import CompositeJob, cell_spans, plan
 from onetwo.config import Character, CompositeSettings
 from onetwo.dataset import CharacterImages, SourceImage
 
@@ -58,7 +58,7 @@ def test_plan_is_deterministic_and_seeded() -> None:
 def test_stems_are_unique_and_keys_change_with_geometry() -> None:
     jobs = make_plan({"a": 3, "b": 3, "c": 3}, per_pair=10)
     assert len({job.stem for job in jobs}) == len(jobs)
-    wider = make_plan({"a": 3, "b": 3, "c": 3}, per_pair=10, width=1024)
+    wider = make_plan({"a": 3, "b": 3, "c": 3}, per_pair=10, width=1024, height=768)
     assert all(x.key != y.key for x, y in zip(jobs, wider, strict=True))
 
 
@@ -74,9 +74,8 @@ def test_trimmed_captions_fit() -> None:
     assert estimate_tokens(untrimmed[0].caption) > 225 >= estimate_tokens(trimmed[0].caption)
 
 
-def test_geometry_halves_are_equal_and_centred() -> None:
-    geo = geometry(CompositeSettings(width=768, height=768, gap=16))
-    assert geo.cell_width == 376
-    assert geo.cell_left(0) == 0 and geo.cell_left(1) == 392
-    odd = geometry(CompositeSettings(width=101, height=100))
-    assert odd.cell_width == 50 and odd.cell_left(0) == 0 and odd.cell_left(1) == 50
+def test_cells_fill_the_width_with_gaps() -> None:
+    assert cell_spans(768, [0.5, 0.5], 16) == ((0, 376), (392, 376))
+    assert cell_spans(101, [0.5, 0.5], 0) == ((0, 50), (50, 51))
+    assert cell_spans(900, [0.5, 0.5, 0.5], 0) == ((0, 300), (300, 300), (600, 300))
+    assert cell_spans(1000, [1.0, 0.5, 0.5], 0) == ((0, 500), (500, 250), (750, 250))

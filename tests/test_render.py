@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from onetwo.buckets import BucketSettings
 from onetwo.config import load_project
 from onetwo.dataset import scan_project
 from onetwo.errors import OnetwoError
@@ -117,7 +118,7 @@ def test_parse_set_values_are_toml_else_strings() -> None:
 
 def test_sample_prompts_cover_singles_and_both_orders(make_project) -> None:
     project = load_project(make_project(["a", "b", "c"]))
-    lines = sample_prompts(project, scan_project(project), 640).splitlines()
+    lines = sample_prompts(project, scan_project(project), BucketSettings((640, 640))).splitlines()
     assert len(lines) == 3 + 6
     assert lines[0].startswith("a, 1girl, smile, pose0 --n ")
     prompts = [line.split(" --")[0] for line in lines[3:]]

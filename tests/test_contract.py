@@ -1,0 +1,225 @@
+"""Contract tests: what onetwo writes is read by sd-scripts' own code exactly as onetwo means it. No training.
+
+Projects are rendered through the real CLI; one subprocess then loads every file the way train_network.py does
+(tests/sdscripts.py, `probe`): the training TOML through `read_config_from_file` and, key by key, through the
+parser's own types, choices and nargs; the dataset TOML through `ConfigSanitizer` + `BlueprintGenerator` and the
+dataset group (kohya reads the images and captions and assigns buckets); the prompts through `load_prompts`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from onetwo.cli import main
+from onetwo.config import load_project
+from onetwo.render import flatten_sections
+from tests.sdscripts import CHARACTERS, REPO, SD_SCRIPTS, child_env, cpu_project, needs_sdscripts, run_probe, tail, \
+    write_project
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+pytestmark = [pytest.mark.sdscripts, needs_sdscripts]
+
+NAMES = list(CHARACTERS)
+PAIRS = list(itertools.permutations(NAMES, 2))
+SAMPLES = {"negative": "lowres, worst quality", "steps": 3, "scale": 5.5, "seed": 7}
+# reference: the shipped templates untouched, "3_aoi" for kohya-style repeats, 3:2 composites.
+# cpu: the end-to-end test's project (every CPU override in the project file) plus --set values of several kinds.
+VARIANTS = {
+    "reference": {"resolution": {"stage1": 640, "stage2": 768}, "batch": {"stage1": 4, "stage2": 2},
+                  "pair_sample": {"stage1": (640, 424), "stage2": (768, 512)}},
+    "cpu": {"resolution": {"stage1": 64, "stage2": 64}, "batch": {"stage1": 1, "stage2": 2},
+            "pair_sample": {"stage1": (64, 64), "stage2": (64, 64)}},
+}
+CPU_SETS = ["lr_scheduler=constant_with_warmup", "lr_warmup_steps=0.1", "text_encoder_lr=0.0001",
+            'network_args=["conv_dim=0", "conv_alpha=16", "algo=loha"]', "max_token_length=150",
+            "stage1.dataset.batch_size=1"]
+# Values train_network.py would silently misread or ignore: the probe must name each of them.
+BROKEN_CONFIG = """
+[training_arguments]
+xformer = true
+resolution = 64
+max_token_length = 100
+network_args = "algo=loha"
+metadata_number = 1
+clip_skip = "2"
+"""
+BROKEN_DATASET = """
+[[datasets]]
+resolutoin = 64
+  [[datasets.subsets]]
+  image_dir = "x"
+"""
+
+
+def render(project_file: Path, stage: str, *sets: str) -> None:
+    argv = ["--project", str(project_file), "render", stage, "--no-progress", "--workers", "1"]
+    for item in sets:
+        argv += ["--set", item]
+    assert main(argv) == 0, f"onetwo render {stage} failed"
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("contract")
+    projects = {
+        "reference": write_project(root / "reference", {"samples": SAMPLES, "composite": {"width": 192, "height": 128}},
+                                   folders={"aoi": "3_aoi", "beni": "beni", "kiiro": "kiiro"}),
+        "cpu": cpu_project(root / "cpu", root / "no-model", root / "no-tokenizers", samples=SAMPLES),
+    }
+    jobs: dict[str, dict[str, Any]] = {}
+    for variant, file in projects.items():
+        for stage in ("stage1", "stage2"):
+            sets = [item.removeprefix(f"{stage}.") for item in CPU_SETS if not item.startswith("stage")
+                    or item.startswith(f"{stage}.")] if variant == "cpu" else []
+            render(file, stage, *sets)
+            folder = file.parent / "build" / stage
+            jobs[f"{variant}-{stage}"] = {"config": str(folder / "config.toml"), "dataset": str(folder / "dataset.toml"),
+                                          "prompts": str(folder / "sample_prompts.txt"), "images": True}
+    templates = REPO / "templates"
+    jobs["template-train"] = {"config": str(templates / "train.toml")}
+    for stage in ("stage1", "stage2"):
+        jobs[f"template-dataset-{stage}"] = {"dataset": str(templates / f"dataset-{stage}.toml")}
+    (root / "broken.toml").write_text(BROKEN_CONFIG, encoding="utf-8")
+    (root / "broken-dataset.toml").write_text(BROKEN_DATASET, encoding="utf-8")
+    jobs["broken"] = {"config": str(root / "broken.toml")}
+    jobs["broken-dataset"] = {"dataset": str(root / "broken-dataset.toml")}
+    results = run_probe({"jobs": jobs}, root / "probe")
+    return {"results": results, "jobs": jobs, "projects": {name: load_project(file) for name, file in
+                                                           projects.items()}}
+
+
+RENDERED = [f"{variant}-{stage}" for variant in VARIANTS for stage in ("stage1", "stage2")]
+
+
+@pytest.mark.parametrize("job", RENDERED)
+def test_training_toml_is_read_by_train_network_as_written(probed: dict[str, Any], job: str) -> None:
+    """Every key is an argument of train_network.py; every value is what the parser's own type makes of it."""
+    result = probed["results"][job]
+    assert result["config_problems"] == []
+    with open(probed["jobs"][job]["config"], "rb") as handle:
+        written = flatten_sections(tomllib.load(handle))
+    assert result["config"] == written  # the `toml` package kohya uses reads tomli_w's output the same way
+    assert written["output_name"] == f"e2e-{job.split('-')[1]}"
+
+
+def test_cpu_overrides_and_sets_reach_train_network(probed: dict[str, Any]) -> None:
+    config = probed["results"]["cpu-stage2"]["config"]
+    assert (config["xformers"], config["sdpa"], config["optimizer_type"]) == (False, True, "AdamW")
+    assert (config["lr_scheduler"], config["lr_warmup_steps"], config["max_token_length"]) == \
+           ("constant_with_warmup", 0.1, 150)
+    assert config["network_args"] == ["conv_dim=0", "conv_alpha=16", "algo=loha"]
+    assert config["seed"] == 2 and config["network_weights"].endswith("e2e-stage1.safetensors")
+
+
+def test_the_probe_names_what_kohya_would_misread(probed: dict[str, Any]) -> None:
+    problems = "\n".join(probed["results"]["broken"]["config_problems"])
+    assert "xformer: not an argument of train_network.py" in problems
+    assert "resolution = 64: the parser reads --resolution 64 as '64'" in problems  # must be a TOML string
+    assert "max_token_length = 100: train_network.py's parser refuses" in problems  # not a choice
+    assert "network_args = 'algo=loha'" in problems  # kohya would iterate the string letter by letter
+    assert "metadata_number: not an argument" in problems  # only strings reach modelspec.*
+    assert "clip_skip = '2'" in problems
+    (rejected,) = probed["results"]["broken-dataset"]["dataset_problems"]
+    assert "resolutoin" in rejected
+
+
+@pytest.mark.parametrize("job", RENDERED)
+def test_dataset_toml_passes_sanitizer_and_blueprint(probed: dict[str, Any], job: str) -> None:
+    """ConfigSanitizer(True, False, False, True) and train_network's own ConfigSanitizer + BlueprintGenerator."""
+    result = probed["results"][job]
+    assert result["dataset_problems"] == []
+    with open(probed["jobs"][job]["dataset"], "rb") as handle:
+        assert result["dataset"] == tomllib.load(handle)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_kohya_reads_stage1_images_captions_and_repeats(probed: dict[str, Any], variant: str) -> None:
+    project = probed["projects"][variant]
+    (dataset,) = probed["results"][f"{variant}-stage1"]["datasets"]
+    expected = VARIANTS[variant]
+    assert dataset["resolution"] == [expected["resolution"]["stage1"]] * 2
+    assert dataset["batch_size"] == expected["batch"]["stage1"]
+    repeats = {"aoi": 3} if variant == "reference" else {}
+    subsets = {subset["class_tokens"]: subset for subset in dataset["subsets"]}
+    assert list(subsets) == NAMES
+    for character in project.characters:
+        subset = subsets[character.name]
+        assert subset["image_dir"] == str(project.stage1_images_dir() / character.slug)
+        assert (subset["img_count"], subset["num_repeats"]) == (2, repeats.get(character.name, 1))
+        assert (subset["keep_tokens"], subset["caption_extension"], subset["shuffle_caption"]) == (1, ".txt", True)
+    captions = sorted(image["caption"] for image in dataset["images"].values())
+    assert captions == sorted(f"{name}, 1girl, {hair}, pose{index}" for name, hair in
+                              (("aoi", "blue hair"), ("beni", "red hair"), ("kiiro", "yellow hair"))
+                              for index in range(2))
+    assert dataset["num_train_images"] == 2 * (len(NAMES) + 2 * (variant == "reference"))
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_kohya_reads_composites_in_order_uncropped(probed: dict[str, Any], variant: str) -> None:
+    project = probed["projects"][variant]
+    (dataset,) = probed["results"][f"{variant}-stage2"]["datasets"]
+    assert dataset["resolution"] == [VARIANTS[variant]["resolution"]["stage2"]] * 2
+    assert dataset["batch_size"] == VARIANTS[variant]["batch"]["stage2"]
+    (subset,) = dataset["subsets"]
+    assert subset["image_dir"] == str(project.composite_dir)
+    assert (subset["img_count"], subset["num_repeats"], subset["class_tokens"]) == (2 * 3, 1, None)
+    assert (subset["flip_aug"], subset["shuffle_caption"], subset["keep_tokens"]) == (False, False, 1)
+    tokens = sorted(image["caption"].split(",")[0] for image in dataset["images"].values())
+    assert tokens == sorted(f"{left}/{right}/COMPOSITE" for left, right in PAIRS)  # each order once
+    for path, image in dataset["images"].items():
+        left, right = image["caption"].split(",")[0].split("/")[:2]
+        assert Path(path).name.startswith(f"{min(left, right)}+{max(left, right)}_")
+        assert f"{HAIR_OF[left]}, " in image["caption"] and image["caption"].endswith(HAIR_OF[right] + ", pose"
+                                                                                      + image["caption"][-1])
+        if variant == "cpu":  # square composites: kohya's bucket has their aspect, so nothing is cropped away
+            (width, height), (bucket_w, bucket_h) = image["size"], image["bucket"]
+            assert width * bucket_h == height * bucket_w, f"{path}: {image['size']} cropped into {image['bucket']}"
+
+
+HAIR_OF = {"aoi": "blue hair", "beni": "red hair", "kiiro": "yellow hair"}
+
+
+@pytest.mark.parametrize("job", RENDERED)
+def test_sample_prompts_parse_with_sd_scripts_prompt_parser(probed: dict[str, Any], job: str) -> None:
+    variant, stage = job.split("-")
+    result = probed["results"][job]
+    prompts, lines = result["prompts"], result["prompt_lines"]
+    assert len(prompts) == len(lines) == len(NAMES) + len(PAIRS)
+    resolution = VARIANTS[variant]["resolution"][stage]
+    expected_sizes = [(resolution, resolution)] * len(NAMES) + [VARIANTS[variant]["pair_sample"][stage]] * len(PAIRS)
+    firsts = [f"{name}," for name in NAMES] + [f"{left}/{right}/COMPOSITE," for left, right in PAIRS]
+    for prompt, line, first, size in zip(prompts, lines, firsts, expected_sizes, strict=True):
+        assert prompt["prompt"] == line.split(" --")[0]
+        assert prompt["prompt"].startswith(first), line
+        assert (prompt["width"], prompt["height"]) == size, line
+        assert prompt["negative_prompt"] == SAMPLES["negative"]
+        assert (prompt["sample_steps"], prompt["scale"], prompt["seed"]) == (3, 5.5, 7)
+
+
+def test_shipped_templates_are_valid_kohya_files(probed: dict[str, Any]) -> None:
+    results = probed["results"]
+    assert results["template-train"]["config_problems"] == []
+    for stage in ("stage1", "stage2"):
+        assert results[f"template-dataset-{stage}"]["dataset_problems"] == []  # image_dir is the placeholder
+
+
+def test_kohya_args_table_matches_the_checkout(tmp_path: Path) -> None:
+    """A submodule bump without re-running scripts/dump_kohya_args.py fails here."""
+    out = tmp_path / "kohya_args.py"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "dump_kohya_args.py"), str(SD_SCRIPTS), str(out)],
+                          capture_output=True, text=True, env=child_env(), timeout=600)
+    assert done.returncode == 0, tail(done.stdout + done.stderr)
+    committed = (REPO / "onetwo" / "kohya_args.py").read_text(encoding="utf-8")
+    assert out.read_text(encoding="utf-8") == committed, (
+        f"onetwo/kohya_args.py is stale for {SD_SCRIPTS}: run `.venv/bin/python scripts/dump_kohya_args.py "
+        f"{SD_SCRIPTS}` and commit the result")
