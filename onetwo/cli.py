@@ -16,11 +16,11 @@ from onetwo.build import BuildReport, build
 from onetwo.captions import MAX_TOKEN_LENGTH
 from onetwo.check import check_images, summary_table
 from onetwo.composite import CompositeJob, over_budget, plan
-from onetwo.config import STAGES, Overrides, Project, load_project
-from onetwo.dataset import CharacterImages, scan_project
+from onetwo.config import STAGES, Character, Overrides, Project, load_project
+from onetwo.dataset import CharacterImages, scan_character, scan_project
 from onetwo.errors import OnetwoError
 from onetwo.launch import command, preflight, require, run
-from onetwo.originals import plan_folder, replay_selection, write_folder
+from onetwo.originals import plan_folder, plan_regularization, replay_selection, write_folder
 from onetwo.preview import contact_sheet, pick
 from onetwo.provenance import describe, handoff_problems, provenance
 from onetwo.render import load_templates, parse_assignment, parse_set, render_stage, role_buckets, write_stage
@@ -111,6 +111,18 @@ def prepare_originals(project: Project, scans: Sequence[CharacterImages], replay
     info(f"{what}: {linked} images linked with captions ({changed} files updated) → {folder}")
 
 
+def prepare_regularization(project: Project, stage: str) -> None:
+    regularization = project.regularization
+    folder = regularization.folders.get(stage)
+    if folder is None:
+        return
+    character = Character(regularization.class_tokens, folder, regularization.repeats, False, "regularization")
+    images = scan_character(character).images
+    changed = write_folder(project.regularization_dir(stage), plan_regularization(images, regularization.class_tokens))
+    info(f"regularization: {len(images)} images linked ({changed} files updated) → "
+         f"{project.regularization_dir(stage)}")
+
+
 def stage1_weights(args: argparse.Namespace, project: Project) -> Path:
     if args.from_file:
         return Path(args.from_file).resolve()
@@ -144,6 +156,7 @@ def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str]
         prepare_originals(project, scans)
     if args.stage in ("stage2", "joint"):
         make_composites(project, scans, args.workers, not args.no_progress, args.set)
+    prepare_regularization(project, args.stage)
     if args.stage == "stage2":
         prepare_originals(project, scans, replay=True)
         weights = stage1_weights(args, project)
@@ -154,7 +167,7 @@ def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str]
     config_file, dataset_file, prompts_file = write_stage(project, rendered)
     info(f"{args.stage}: wrote {config_file}, {dataset_file}, {prompts_file}")
     accelerate = {**project.accelerate, **dict(parse_assignment(item, "--accelerate") for item in args.accelerate)}
-    argv = command(project.sd_scripts, config_file, dataset_file, accelerate, args.extra)
+    argv = command(project.train_script, config_file, dataset_file, accelerate, args.extra)
     return argv, weights, rendered.flat_config()
 
 
@@ -168,7 +181,7 @@ def cmd_check(args: argparse.Namespace, project: Project) -> int:
             render_stage(project, stage, scans, load_templates(project, stage), Overrides(), weights)
         except OnetwoError as exc:
             problems.append(str(exc))
-    problems += preflight(project.base_model, project.sd_scripts, None)
+    problems += preflight(project.base_model, project.train_script, None)
     if long_captions:
         warn(f"{len(long_captions)} composite caption(s) may exceed {MAX_TOKEN_LENGTH} CLIP tokens; see "
              "composite.trim_captions")
@@ -209,7 +222,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace, project: Project) -> int:
     argv, weights, flat = prepare_stage(args, project)
-    problems = preflight(project.base_model, project.sd_scripts, weights)
+    problems = preflight(project.base_model, project.train_script, weights)
     if weights is not None and weights.is_file():
         mismatch = handoff_problems(weights, flat)
         if mismatch:

@@ -20,6 +20,8 @@ else:  # pragma: no cover
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("stage1", "stage2", "joint")
 MODES = ("sequential", "joint")
+# Which sd-scripts trainer each base-model family uses.
+TRAIN_SCRIPTS = {"sd1": "train_network.py", "sdxl": "sdxl_train_network.py"}
 LAYOUTS = ("equal", "natural")
 DEFAULT_CAPTION = "{left}/{right}/COMPOSITE, {left_tags}, {right_tags}"
 GROUP_CAPTION = "{names}/COMPOSITE, {tags}"
@@ -70,6 +72,15 @@ class SampleSettings:
 
 
 @dataclass(frozen=True)
+class Regularization:
+    """kohya `is_reg` subsets: a folder of class images per stage, captioned by their .txt or `class_tokens`."""
+
+    folders: dict[str, Path] = field(default_factory=dict)
+    class_tokens: str = ""
+    repeats: int = 1
+
+
+@dataclass(frozen=True)
 class Overrides:
     """User values for one stage: training keys, `[[datasets]]` keys and `[[datasets.subsets]]` keys."""
 
@@ -92,12 +103,14 @@ class Project:
     sd_scripts: Path
     templates: Path
     single_caption: str
+    model: str
     mode: str
     replay: float
     characters: tuple[Character, ...]
     composite: CompositeSettings
     samples: SampleSettings
     accelerate: dict[str, Any]
+    regularization: Regularization
     overrides: dict[str, Overrides]
 
     @property
@@ -107,6 +120,10 @@ class Project:
     @property
     def manifest_file(self) -> Path:
         return self.work_dir / "composites.manifest.json"
+
+    @property
+    def train_script(self) -> Path:
+        return self.sd_scripts / TRAIN_SCRIPTS[self.model]
 
     def stage_dir(self, stage: str) -> Path:
         return self.work_dir / stage
@@ -118,6 +135,9 @@ class Project:
     @property
     def replay_dir(self) -> Path:
         return self.work_dir / "replay"
+
+    def regularization_dir(self, stage: str) -> Path:
+        return self.work_dir / "regularization" / stage
 
     def output_name(self, stage: str) -> str:
         return f"{self.name}-{stage}"
@@ -302,6 +322,19 @@ def _parse_composite(reader: _Reader, raw: Any) -> CompositeSettings:
     return settings
 
 
+def _parse_regularization(reader: _Reader, raw: Any, base: Path) -> Regularization:
+    path = "regularization"
+    table = reader.table(raw, path)
+    reader.unknown(table, path, {*STAGES, "class_tokens", "repeats"})
+    folders = {stage: Path(os.path.abspath(base / folder)) for stage in STAGES
+               if (folder := reader.get(table, path, stage, str, None))}
+    class_tokens = reader.get(table, path, "class_tokens", str, "")
+    if folders and not class_tokens:
+        reader.problem(f"{path}.class_tokens", "missing: the caption of regularization images without a .txt "
+                       "(e.g. \"1girl\")")
+    return Regularization(folders, class_tokens, reader.positive_int(table, path, "repeats", 1))
+
+
 def _parse_samples(reader: _Reader, raw: Any) -> SampleSettings:
     path = "samples"
     table = reader.table(raw, path)
@@ -323,6 +356,10 @@ def _parse_overrides(reader: _Reader, raw: Any, path: str) -> Overrides:
     return Overrides(train=table, dataset=dict(dataset), subset=dict(subset))
 
 
+def default_templates(model: str) -> Path:
+    return REPO_ROOT / "templates" / ("sdxl" if model == "sdxl" else "")
+
+
 def _default_sd_scripts() -> Path:
     from_env = os.environ.get("ONETWO_SD_SCRIPTS")
     return Path(from_env).expanduser() if from_env else REPO_ROOT / "third_party" / "sd-scripts"
@@ -334,10 +371,14 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
     base = file.parent
     problems: list[str] = []
     reader = _Reader(file, problems)
-    reader.unknown(data, "", {"project", "characters", "composite", "samples", "accelerate", "training", *STAGES})
+    reader.unknown(data, "", {"project", "characters", "composite", "samples", "accelerate", "regularization",
+                              "training", *STAGES})
     project = reader.table(data.get("project", {}), "project")
     reader.unknown(project, "project", {"name", "base_model", "work_dir", "output_dir", "sd_scripts", "templates",
-                                        "caption", "mode", "replay"})
+                                        "caption", "model", "mode", "replay"})
+    model = reader.get(project, "project", "model", str, "sd1")
+    if model not in TRAIN_SCRIPTS:
+        reader.problem("project.model", f"must be one of {', '.join(TRAIN_SCRIPTS)}, got {model!r}")
     mode = reader.get(project, "project", "mode", str, "sequential")
     if mode not in MODES:
         reader.problem("project.mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
@@ -358,6 +399,7 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
     characters = _parse_characters(reader, data.get("characters"), base)
     composite = _parse_composite(reader, data.get("composite", {}))
     samples = _parse_samples(reader, data.get("samples", {}))
+    regularization = _parse_regularization(reader, data.get("regularization", {}), base)
     accelerate = dict(reader.table(data.get("accelerate", {}), "accelerate"))
     for key, value in accelerate.items():
         if not isinstance(value, (str, int, float, bool)):
@@ -372,14 +414,16 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
         work_dir=(base / work_dir).resolve(),
         output_dir=(base / output_dir).resolve(),
         sd_scripts=(base / sd_scripts).resolve() if sd_scripts else _default_sd_scripts().resolve(),
-        templates=(base / templates).resolve() if templates else REPO_ROOT / "templates",
+        templates=(base / templates).resolve() if templates else default_templates(model),
         single_caption=single_caption,
+        model=model,
         mode=mode,
         replay=float(replay),
         characters=characters,
         composite=composite,
         samples=samples,
         accelerate=accelerate,
+        regularization=regularization,
         overrides=overrides,
     )
 

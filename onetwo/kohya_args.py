@@ -5,6 +5,7 @@ hand, re-run it when the submodule moves.
 TRAIN_NETWORK_ARGS maps each argparse dest (= a --config_file TOML key) to its kind: flag, str, int, float,
 list (nargs) or "choice:a,b,..." (written with str(); None left out). Choices that are ints in TOML:
 max_token_length, zero_stage.
+SDXL_ONLY_ARGS: the extra arguments of sdxl_train_network.py, same kinds.
 DATASET_KEYS: the keys a DreamBooth-style (image_dir) --dataset_config TOML allows at each level.
 """
 
@@ -207,6 +208,13 @@ TRAIN_NETWORK_ARGS: dict[str, str] = {
     "zero3_save_16bit_model": "flag",
     "zero_stage": "choice:0,1,2,3",
     "zero_terminal_snr": "flag",
+}
+
+# sdxl_train_network.py's arguments that train_network.py does not have.
+SDXL_ONLY_ARGS: dict[str, str] = {
+    "cache_text_encoder_outputs": "flag",
+    "cache_text_encoder_outputs_to_disk": "flag",
+    "disable_mmap_load_safetensors": "flag",
 }
 
 DATASET_KEYS: dict[str, frozenset[str]] = {

@@ -12,8 +12,6 @@ from typing import Any, BinaryIO
 
 from onetwo.errors import OnetwoError
 
-TRAIN_SCRIPT = "train_network.py"
-
 
 def accelerate_options(options: dict[str, Any]) -> list[str]:
     """`{"num_processes": 1, "cpu": true}` → `--num_processes 1 --cpu`; false flags are left out."""
@@ -27,28 +25,28 @@ def accelerate_options(options: dict[str, Any]) -> list[str]:
     return argv
 
 
-def command(sd_scripts: Path, config_file: Path, dataset_file: Path, accelerate: dict[str, Any],
+def command(script: Path, config_file: Path, dataset_file: Path, accelerate: dict[str, Any],
             extra: Sequence[str] = (), python: str = sys.executable) -> list[str]:
-    """accelerate's own options go before the script; everything after the script belongs to train_network.py."""
+    """accelerate's own options go before the script; everything after the script belongs to the trainer."""
     return [python, "-m", "accelerate.commands.launch", *accelerate_options(accelerate),
-            str(sd_scripts / TRAIN_SCRIPT), "--config_file", str(config_file), "--dataset_config", str(dataset_file),
-            *extra]
+            str(script), "--config_file", str(config_file), "--dataset_config", str(dataset_file), *extra]
 
 
-def sd_scripts_problem(sd_scripts: Path) -> str | None:
-    if (sd_scripts / TRAIN_SCRIPT).is_file():
+def sd_scripts_problem(script: Path) -> str | None:
+    if script.is_file():
         return None
-    return (f"{sd_scripts}: no kohya-ss sd-scripts checkout here ({TRAIN_SCRIPT} is missing). Run `make setup` "
+    sd_scripts = script.parent
+    return (f"{sd_scripts}: no kohya-ss sd-scripts checkout here ({script.name} is missing). Run `make setup` "
             "(it fetches the pinned submodule and installs its requirements), or point onetwo at your own "
             "checkout with project.sd_scripts or the ONETWO_SD_SCRIPTS environment variable")
 
 
-def preflight(base_model: Path, sd_scripts: Path, network_weights: Path | None) -> list[str]:
+def preflight(base_model: Path, script: Path, network_weights: Path | None) -> list[str]:
     problems = []
     if not base_model.exists():
         problems.append(f"{base_model}: base model not found; fix project.base_model (a .ckpt/.safetensors file or "
                         "a diffusers folder)")
-    if why := sd_scripts_problem(sd_scripts):
+    if why := sd_scripts_problem(script):
         problems.append(why)
     if network_weights is not None and not network_weights.is_file():
         problems.append(f"{network_weights}: stage 1's LoRA is not there yet; run `onetwo train stage1` first, or "

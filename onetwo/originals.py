@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onetwo.captions import single_caption
-from onetwo.dataset import CharacterImages
+from onetwo.dataset import CharacterImages, SourceImage
 from onetwo.fsutil import write_text_atomic, write_text_if_changed
 
 MANIFEST_NAME = ".onetwo-files.json"
@@ -32,6 +32,12 @@ def plan_folder(scan: CharacterImages, caption_template: str) -> list[LinkedImag
     name = scan.character.name
     return [LinkedImage(image.rel.replace("/", "__"), image.path, single_caption(caption_template, name, image.tags))
             for image in scan.images]
+
+
+def plan_regularization(images: Sequence[SourceImage], class_tokens: str) -> list[LinkedImage]:
+    """Class images keep their own tags as they are; untagged ones get the class tokens."""
+    return [LinkedImage(image.rel.replace("/", "__"), image.path, ", ".join(image.tags) or class_tokens)
+            for image in images]
 
 
 def replay_selection(entries: Sequence[LinkedImage], fraction: float, seed: int) -> list[LinkedImage]:

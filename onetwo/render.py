@@ -17,11 +17,11 @@ from onetwo import __version__
 from onetwo.buckets import BucketSettings, fit_size, settings_from_dataset
 from onetwo.captions import composite_caption, sample_prompt_line, single_caption, top_tags
 from onetwo.composite import PORTRAIT
-from onetwo.config import Overrides, Project
+from onetwo.config import TRAIN_SCRIPTS, Overrides, Project
 from onetwo.dataset import CharacterImages
 from onetwo.errors import OnetwoError
 from onetwo.fsutil import write_text_if_changed
-from onetwo.kohya_args import DATASET_KEYS, TRAIN_NETWORK_ARGS
+from onetwo.kohya_args import DATASET_KEYS, SDXL_ONLY_ARGS, TRAIN_NETWORK_ARGS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -119,17 +119,18 @@ def _value_problem(kind: str, value: Any) -> str | None:
     return None if isinstance(value, (str, int, float)) and not isinstance(value, bool) else "must be a string"
 
 
-def validate_train_keys(flat: dict[str, Any], origin: dict[str, str]) -> list[str]:
-    """Every key must be one train_network.py knows: kohya itself silently ignores misspelt ones."""
+def validate_train_keys(flat: dict[str, Any], origin: dict[str, str], model: str = "sd1") -> list[str]:
+    """Every key must be one the trainer knows: kohya itself silently ignores misspelt ones."""
+    known = {**TRAIN_NETWORK_ARGS, **SDXL_ONLY_ARGS} if model == "sdxl" else TRAIN_NETWORK_ARGS
+    script = TRAIN_SCRIPTS[model]
     problems = []
     for key, value in flat.items():
         where = origin.get(key, "template")
         if key.startswith("metadata_") and isinstance(value, str):
             continue  # train_network.py writes any metadata_<x> string from the config file as modelspec.<x>
-        if key not in TRAIN_NETWORK_ARGS:
-            suggestion = _suggest(key, list(TRAIN_NETWORK_ARGS))
-            problems.append(f"{where}: {key!r} is not an option of train_network.py{suggestion}")
-        elif why := _value_problem(TRAIN_NETWORK_ARGS[key], value):
+        if key not in known:
+            problems.append(f"{where}: {key!r} is not an option of {script}{_suggest(key, list(known))}")
+        elif why := _value_problem(known[key], value):
             problems.append(f"{where}: {key} {why}, got {value!r}")
     return problems
 
@@ -214,7 +215,7 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
     for key, value in user.train.items():
         set_train_key(config, key, value)
         origin[key] = f"{project.file}: [{stage}] or [training] or --set"
-    problems = validate_train_keys(flatten_sections(config), origin)
+    problems = validate_train_keys(flatten_sections(config), origin, project.model)
 
     dataset_doc, patterns, dataset_problems = merged_datasets(project, stage, templates, user)
     problems += dataset_problems
@@ -231,6 +232,12 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
                 subsets += [_subset(pattern, project.replay_dir / scan.character.slug, scan.repeats,
                                     scan.character.name) for scan in scans]
         datasets.append({**dataset, "subsets": subsets})
+    regularization = project.regularization
+    if stage in regularization.folders:
+        pattern = patterns[0][1]
+        subset = _subset(pattern, project.regularization_dir(stage), regularization.repeats,
+                         regularization.class_tokens)
+        datasets[0]["subsets"].append({**subset, "is_reg": True})
     dataset_doc["datasets"] = datasets
     buckets = settings_from_dataset(dataset_doc.get("general", {}), datasets[-1])
     return RenderedStage(stage, config, dataset_doc, sample_prompts(project, scans, buckets))

@@ -11,6 +11,7 @@ sd-scripts submodule moves.
 from __future__ import annotations
 
 import argparse
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -32,11 +33,11 @@ def action_kind(action: argparse.Action) -> str:
     return {"int": "int", "float": "float", "int_or_float": "float"}.get(name, "str")
 
 
-def train_network_args(sd_scripts: Path) -> dict[str, str]:
-    sys.path.insert(0, str(sd_scripts))
-    import train_network  # needs the sys.path entry above
-
-    parser = train_network.setup_parser()
+def script_args(sd_scripts: Path, module_name: str) -> dict[str, str]:
+    if str(sd_scripts) not in sys.path:
+        sys.path.insert(0, str(sd_scripts))
+    module = importlib.import_module(module_name)  # needs the sys.path entry above
+    parser = module.setup_parser()
     return {a.dest: action_kind(a) for a in parser._actions if a.dest != "help"}
 
 
@@ -67,7 +68,7 @@ def _entry(key: str, value: str) -> list[str]:
     return [f'    "{key}": (', *(f'        "{c}"' for c in chunks), "    ),"]
 
 
-def render(commit: str, args: dict[str, str], datasets: dict[str, frozenset[str]]) -> str:
+def render(commit: str, args: dict[str, str], sdxl_args: dict[str, str], datasets: dict[str, frozenset[str]]) -> str:
     int_choices = sorted(k for k, v in args.items() if v.startswith("choice:") and v[7:].split(",")[0].isdigit())
     lines = [
         f'"""Generated from kohya-ss sd-scripts commit {commit}.',
@@ -77,6 +78,7 @@ def render(commit: str, args: dict[str, str], datasets: dict[str, frozenset[str]
         "TRAIN_NETWORK_ARGS maps each argparse dest (= a --config_file TOML key) to its kind: flag, str, int, float,",
         'list (nargs) or "choice:a,b,..." (written with str(); None left out). Choices that are ints in TOML:',
         ", ".join(int_choices) + ".",
+        "SDXL_ONLY_ARGS: the extra arguments of sdxl_train_network.py, same kinds.",
         "DATASET_KEYS: the keys a DreamBooth-style (image_dir) --dataset_config TOML allows at each level.",
         '"""',
         "",
@@ -84,6 +86,10 @@ def render(commit: str, args: dict[str, str], datasets: dict[str, frozenset[str]
     ]
     for key in sorted(args):
         lines += _entry(key, args[key])
+    lines += ["}", "", "# sdxl_train_network.py's arguments that train_network.py does not have.",
+              "SDXL_ONLY_ARGS: dict[str, str] = {"]
+    for key in sorted(set(sdxl_args) - set(args)):
+        lines += _entry(key, sdxl_args[key])
     lines += ["}", "", "DATASET_KEYS: dict[str, frozenset[str]] = {"]
     for level in ("general", "datasets", "subsets"):
         lines += [f'    "{level}": frozenset(', "        {"]
@@ -102,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     commit = subprocess.run(
         ["git", "-C", str(sd_scripts), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
     ).stdout.strip()
-    text = render(commit, train_network_args(sd_scripts), dataset_keys())
+    text = render(commit, script_args(sd_scripts, "train_network"), script_args(sd_scripts, "sdxl_train_network"),
+                  dataset_keys())
     tmp = ns.out.with_name(ns.out.name + ".part")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(ns.out)

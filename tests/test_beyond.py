@@ -148,3 +148,38 @@ def test_composite_settings_default_to_auto_size() -> None:
     settings = CompositeSettings()
     assert settings.width is None and settings.group_size == 2
     assert scans({"a": 1})[0].images[0].width == 0
+
+
+def test_regularization_subsets_are_linked_and_flagged(make_project, cli, tmp_path: Path) -> None:
+    make_project(regularization={"stage1": "reg", "class_tokens": "1girl", "repeats": 2})
+    (tmp_path / "reg").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "reg" / "r1.png")
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(tmp_path / "reg" / "r2.png")
+    (tmp_path / "reg" / "r2.txt").write_text("1girl, standing")
+    code, _, err = cli("render", "stage1")
+    assert code == 0, err
+    (dataset,) = read_toml(tmp_path / "work" / "stage1" / "dataset.toml")["datasets"]
+    reg = dataset["subsets"][-1]
+    assert reg["is_reg"] is True and reg["num_repeats"] == 2 and reg["class_tokens"] == "1girl"
+    folder = Path(reg["image_dir"])
+    assert folder.is_relative_to(tmp_path / "work")
+    assert (folder / "r1.txt").read_text() == "1girl" and (folder / "r2.txt").read_text() == "1girl, standing"
+    assert not (tmp_path / "reg" / "r1.txt").exists()
+    assert cli("render", "stage2")[0] == 0
+    (stage2,) = read_toml(tmp_path / "work" / "stage2" / "dataset.toml")["datasets"]
+    assert not any(subset.get("is_reg") for subset in stage2["subsets"])
+
+
+def test_sdxl_uses_its_trainer_and_templates(make_project, cli, tmp_path: Path) -> None:
+    make_project(project={"model": "sdxl"}, stage1={"cache_text_encoder_outputs": False})
+    code, out, err = cli("train", "stage1", "--dry-run")
+    assert code == 0, err
+    assert "sdxl_train_network.py --config_file" in out
+    config = read_toml(tmp_path / "work" / "stage1" / "config.toml")
+    flat = {key: value for section in config.values() for key, value in section.items()}
+    assert flat["no_half_vae"] is True and "clip_skip" not in flat
+    (dataset,) = read_toml(tmp_path / "work" / "stage1" / "dataset.toml")["datasets"]
+    assert dataset["resolution"] == 1024
+    make_project(stage1={"cache_text_encoder_outputs": False})
+    code, _, err = cli("train", "stage1", "--dry-run")
+    assert code == 2 and "'cache_text_encoder_outputs' is not an option of train_network.py" in err

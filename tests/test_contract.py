@@ -9,18 +9,30 @@ dataset group (kohya reads the images and captions and assigns buckets); the pro
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from onetwo.cli import main
 from onetwo.config import load_project
 from onetwo.render import flatten_sections
-from tests.sdscripts import CHARACTERS, REPO, SD_SCRIPTS, child_env, cpu_project, needs_sdscripts, run_probe, tail, \
-    write_project
+from tests.sdscripts import (
+    CHARACTERS,
+    HAIR,
+    REPO,
+    SD_SCRIPTS,
+    child_env,
+    cpu_project,
+    needs_sdscripts,
+    run_probe,
+    tail,
+    write_project,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,17 +44,15 @@ pytestmark = [pytest.mark.sdscripts, needs_sdscripts]
 NAMES = list(CHARACTERS)
 PAIRS = list(itertools.permutations(NAMES, 2))
 SAMPLES = {"negative": "lowres, worst quality", "steps": 3, "scale": 5.5, "seed": 7}
-# reference: the shipped templates untouched, "3_aoi" for kohya-style repeats, 3:2 composites.
+# reference: the shipped templates untouched, "3_aoi" for kohya-style repeats, composites of the size onetwo picks.
 # cpu: the end-to-end test's project (every CPU override in the project file) plus --set values of several kinds.
 VARIANTS = {
-    "reference": {"resolution": {"stage1": 640, "stage2": 768}, "batch": {"stage1": 4, "stage2": 2},
-                  "pair_sample": {"stage1": (640, 424), "stage2": (768, 512)}},
-    "cpu": {"resolution": {"stage1": 64, "stage2": 64}, "batch": {"stage1": 1, "stage2": 2},
-            "pair_sample": {"stage1": (64, 64), "stage2": (64, 64)}},
+    "reference": {"resolution": {"stage1": 640, "stage2": 768}, "batch": {"stage1": 4, "stage2": 2}},
+    "cpu": {"resolution": {"stage1": 64, "stage2": 64}, "batch": {"stage1": 1, "stage2": 2}},
 }
 CPU_SETS = ["lr_scheduler=constant_with_warmup", "lr_warmup_steps=0.1", "text_encoder_lr=0.0001",
-            'network_args=["conv_dim=0", "conv_alpha=16", "algo=loha"]', "max_token_length=150",
-            "stage1.dataset.batch_size=1"]
+            'network_args=["conv_dim=0", "conv_alpha=16", "algo=loha"]', "max_token_length=150"]
+STAGE_SETS = {"stage1": ["dataset.batch_size=1"], "stage2": []}
 # Values train_network.py would silently misread or ignore: the probe must name each of them.
 BROKEN_CONFIG = """
 [training_arguments]
@@ -72,19 +82,24 @@ def render(project_file: Path, stage: str, *sets: str) -> None:
 def probed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("contract")
     projects = {
-        "reference": write_project(root / "reference", {"samples": SAMPLES, "composite": {"width": 192, "height": 128}},
+        "reference": write_project(root / "reference", {"samples": SAMPLES},
                                    folders={"aoi": "3_aoi", "beni": "beni", "kiiro": "kiiro"}),
         "cpu": cpu_project(root / "cpu", root / "no-model", root / "no-tokenizers", samples=SAMPLES),
     }
     jobs: dict[str, dict[str, Any]] = {}
+    sizes: dict[str, tuple[int, int]] = {}
     for variant, file in projects.items():
         for stage in ("stage1", "stage2"):
-            sets = [item.removeprefix(f"{stage}.") for item in CPU_SETS if not item.startswith("stage")
-                    or item.startswith(f"{stage}.")] if variant == "cpu" else []
-            render(file, stage, *sets)
+            render(file, stage, *(CPU_SETS + STAGE_SETS[stage] if variant == "cpu" else []))
+        with Image.open(next((file.parent / "build" / "composites").glob("*.png"))) as composite:
+            sizes[variant] = composite.size
+        for stage in ("stage1", "stage2"):
             folder = file.parent / "build" / stage
-            jobs[f"{variant}-{stage}"] = {"config": str(folder / "config.toml"), "dataset": str(folder / "dataset.toml"),
-                                          "prompts": str(folder / "sample_prompts.txt"), "images": True}
+            jobs[f"{variant}-{stage}"] = {
+                "config": str(folder / "config.toml"), "dataset": str(folder / "dataset.toml"),
+                "prompts": str(folder / "sample_prompts.txt"), "images": True,
+                "select": [[512, 512], list(sizes[variant])],  # the buckets kohya gives a square and a composite
+            }
     templates = REPO / "templates"
     jobs["template-train"] = {"config": str(templates / "train.toml")}
     for stage in ("stage1", "stage2"):
@@ -94,8 +109,8 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     jobs["broken"] = {"config": str(root / "broken.toml")}
     jobs["broken-dataset"] = {"dataset": str(root / "broken-dataset.toml")}
     results = run_probe({"jobs": jobs}, root / "probe")
-    return {"results": results, "jobs": jobs, "projects": {name: load_project(file) for name, file in
-                                                           projects.items()}}
+    return {"results": results, "jobs": jobs, "composite_size": sizes,
+            "projects": {name: load_project(file) for name, file in projects.items()}}
 
 
 RENDERED = [f"{variant}-{stage}" for variant in VARIANTS for stage in ("stage1", "stage2")]
@@ -154,13 +169,13 @@ def test_kohya_reads_stage1_images_captions_and_repeats(probed: dict[str, Any], 
     assert list(subsets) == NAMES
     for character in project.characters:
         subset = subsets[character.name]
-        assert subset["image_dir"] == str(project.stage1_images_dir() / character.slug)
+        # links to the user's images with onetwo's captions, in the work dir (kohya's caches land there, not in data/)
+        assert Path(subset["image_dir"]).name == character.slug
+        assert Path(subset["image_dir"]).is_relative_to(project.work_dir)
         assert (subset["img_count"], subset["num_repeats"]) == (2, repeats.get(character.name, 1))
         assert (subset["keep_tokens"], subset["caption_extension"], subset["shuffle_caption"]) == (1, ".txt", True)
     captions = sorted(image["caption"] for image in dataset["images"].values())
-    assert captions == sorted(f"{name}, 1girl, {hair}, pose{index}" for name, hair in
-                              (("aoi", "blue hair"), ("beni", "red hair"), ("kiiro", "yellow hair"))
-                              for index in range(2))
+    assert captions == sorted(f"{name}, 1girl, {HAIR[name]}, pose{index}" for name in NAMES for index in range(2))
     assert dataset["num_train_images"] == 2 * (len(NAMES) + 2 * (variant == "reference"))
 
 
@@ -177,28 +192,30 @@ def test_kohya_reads_composites_in_order_uncropped(probed: dict[str, Any], varia
     tokens = sorted(image["caption"].split(",")[0] for image in dataset["images"].values())
     assert tokens == sorted(f"{left}/{right}/COMPOSITE" for left, right in PAIRS)  # each order once
     for path, image in dataset["images"].items():
-        left, right = image["caption"].split(",")[0].split("/")[:2]
-        assert Path(path).name.startswith(f"{min(left, right)}+{max(left, right)}_")
-        assert f"{HAIR_OF[left]}, " in image["caption"] and image["caption"].endswith(HAIR_OF[right] + ", pose"
-                                                                                      + image["caption"][-1])
-        if variant == "cpu":  # square composites: kohya's bucket has their aspect, so nothing is cropped away
-            (width, height), (bucket_w, bucket_h) = image["size"], image["bucket"]
-            assert width * bucket_h == height * bucket_w, f"{path}: {image['size']} cropped into {image['bucket']}"
-
-
-HAIR_OF = {"aoi": "blue hair", "beni": "red hair", "kiiro": "yellow hair"}
+        left, right = image["caption"].split("/")[:2]  # each side's tags stay on its side, in caption order
+        assert re.fullmatch(f"{left}/{right}/COMPOSITE, 1girl, {HAIR[left]}, pose[01], 1girl, {HAIR[right]}, pose[01]",
+                            image["caption"]), image["caption"]
+        # kohya's bucket has the composite's aspect, so nothing is cropped away
+        (width, height), (bucket_w, bucket_h) = image["size"], image["bucket"]
+        assert width * bucket_h == height * bucket_w, f"{path}: {image['size']} cropped into {image['bucket']}"
 
 
 @pytest.mark.parametrize("job", RENDERED)
 def test_sample_prompts_parse_with_sd_scripts_prompt_parser(probed: dict[str, Any], job: str) -> None:
+    """Each character alone at the square bucket, each pair in both orders at the bucket its composites train in."""
     variant, stage = job.split("-")
     result = probed["results"][job]
     prompts, lines = result["prompts"], result["prompt_lines"]
     assert len(prompts) == len(lines) == len(NAMES) + len(PAIRS)
-    resolution = VARIANTS[variant]["resolution"][stage]
-    expected_sizes = [(resolution, resolution)] * len(NAMES) + [VARIANTS[variant]["pair_sample"][stage]] * len(PAIRS)
+    (dataset,) = result["datasets"]
+    width, height = probed["composite_size"][variant]
+    square, pair = tuple(dataset["select"]["512x512"]), tuple(dataset["select"][f"{width}x{height}"])
+    assert square == (VARIANTS[variant]["resolution"][stage],) * 2
+    if stage == "stage2":  # the composites themselves sit in that bucket
+        assert {tuple(image["bucket"]) for image in dataset["images"].values()} == {pair}
     firsts = [f"{name}," for name in NAMES] + [f"{left}/{right}/COMPOSITE," for left, right in PAIRS]
-    for prompt, line, first, size in zip(prompts, lines, firsts, expected_sizes, strict=True):
+    for prompt, line, first, size in zip(prompts, lines, firsts, [square] * len(NAMES) + [pair] * len(PAIRS),
+                                         strict=True):
         assert prompt["prompt"] == line.split(" --")[0]
         assert prompt["prompt"].startswith(first), line
         assert (prompt["width"], prompt["height"]) == size, line

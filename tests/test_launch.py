@@ -7,7 +7,7 @@ from onetwo.launch import accelerate_options, command, preflight, run
 
 
 def test_argv_puts_accelerate_options_before_the_script() -> None:
-    argv = command(Path("/sd"), Path("/w/config.toml"), Path("/w/dataset.toml"),
+    argv = command(Path("/sd/train_network.py"), Path("/w/config.toml"), Path("/w/dataset.toml"),
                    {"num_processes": 1, "cpu": True, "mixed_precision": "no", "debug": False},
                    ["--max_train_steps", "2"], python="/py")
     assert argv == ["/py", "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu", "--mixed_precision",
@@ -20,7 +20,7 @@ def test_accelerate_options_keep_file_order() -> None:
 
 
 def test_preflight_names_each_missing_piece(tmp_path: Path) -> None:
-    problems = preflight(tmp_path / "model.ckpt", tmp_path / "sd", tmp_path / "stage1.safetensors")
+    problems = preflight(tmp_path / "model.ckpt", tmp_path / "sd" / "train_network.py", tmp_path / "stage1.safetensors")
     assert len(problems) == 3
     assert "base model not found" in problems[0]
     assert "make setup" in problems[1] and "ONETWO_SD_SCRIPTS" in problems[1]
