@@ -10,20 +10,29 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from onetwo import __version__
+from onetwo import __version__, matrix
 from onetwo.buckets import crop_fraction, fit_size, nearest_bucket
 from onetwo.build import BuildReport, build
 from onetwo.captions import MAX_TOKEN_LENGTH
 from onetwo.check import check_images, summary_table
-from onetwo.composite import CompositeJob, over_budget, plan
+from onetwo.composite import PORTRAIT, CompositeJob, over_budget, plan
 from onetwo.config import STAGES, Character, Overrides, Project, load_project
 from onetwo.dataset import CharacterImages, scan_character, scan_project
 from onetwo.errors import OnetwoError
+from onetwo.fsutil import write_text_atomic
 from onetwo.launch import command, preflight, require, run
 from onetwo.originals import plan_folder, plan_regularization, replay_selection, write_folder
 from onetwo.preview import contact_sheet, pick
-from onetwo.provenance import describe, handoff_problems, provenance
-from onetwo.render import load_templates, parse_assignment, parse_set, render_stage, role_buckets, write_stage
+from onetwo.provenance import describe, handoff_problems, provenance, read_metadata
+from onetwo.render import (
+    load_templates,
+    parse_assignment,
+    parse_set,
+    render_stage,
+    role_buckets,
+    write_stage,
+    write_toml,
+)
 
 CROP_WARNING = 0.02  # a share of the picture kohya may cut before onetwo warns
 
@@ -157,7 +166,7 @@ def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str]
     if args.stage in ("stage2", "joint"):
         make_composites(project, scans, args.workers, not args.no_progress, args.set)
     prepare_regularization(project, args.stage)
-    if args.stage == "stage2":
+    if args.stage == "stage2" and project.replay:
         prepare_originals(project, scans, replay=True)
         weights = stage1_weights(args, project)
     record = provenance(args.stage, project.name, trigger_tokens(project, args.stage), project.sd_scripts, weights,
@@ -217,6 +226,44 @@ def cmd_render(args: argparse.Namespace, project: Project) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     for file in args.files:
         print(describe(Path(file)))
+    return 0
+
+
+def cmd_matrix(args: argparse.Namespace, project: Project) -> int:
+    lora = Path(args.lora).resolve()
+    read_metadata(lora)
+    scans = scan(project, args.workers, not args.no_progress)
+    sets = parse_set(args.set)
+    width, height = fit_size(PORTRAIT * 2, role_buckets(project, "composites", sets))
+    grid = matrix.cells(project, scans, width, height, args.steps or project.samples.steps, args.seed)
+    out_dir = project.work_dir / "matrix" / lora.stem
+    for old in (out_dir / "sample").glob("matrix_*.png"):
+        old.unlink()  # a stale sample would fill the cell of a prompt that failed this time
+    stage = stages_of(project)[0]
+    prepare_originals(project, scans)
+    rendered = render_stage(project, stage, scans, load_templates(project, stage), sets)
+    prompts_file = out_dir / "prompts.txt"
+    config = matrix.sampling_config(rendered.flat_config(), lora, out_dir, prompts_file)
+    mismatch = handoff_problems(lora, config)
+    if mismatch:
+        raise OnetwoError(f"{lora}: its network differs from the project's, so LyCORIS would load none of it:",
+                          mismatch)
+    write_text_atomic(prompts_file, "".join(cell.prompt_line + "\n" for cell in grid))
+    config_file, dataset_file = out_dir / "config.toml", out_dir / "dataset.toml"
+    write_toml(config_file, config, f"the pair matrix of {lora.name}")
+    write_toml(dataset_file, matrix.sampling_dataset(rendered.dataset), f"the pair matrix of {lora.name}")
+    accelerate = {**project.accelerate, **dict(parse_assignment(item, "--accelerate") for item in args.accelerate)}
+    argv = command(project.train_script, config_file, dataset_file, accelerate, args.extra)
+    require(preflight(project.base_model, project.train_script, None), "draw the pair matrix")
+    info(f"matrix: {shlex.join(argv)}")
+    code = run(argv, out_dir / "sample.log")
+    (out_dir / "matrix.safetensors").unlink(missing_ok=True)  # the zero-epoch run re-saves the LoRA unchanged
+    images = matrix.sample_files(out_dir, len(grid))
+    if code or len(images) != len(grid):
+        raise OnetwoError(f"sampling exited with {code} and drew {len(images)} of {len(grid)} images; its log: "
+                          f"{out_dir / 'sample.log'}")
+    target = Path(args.out).resolve() if args.out else project.work_dir / "matrix" / f"{lora.stem}.png"
+    info(f"matrix: {len(grid)} images → {matrix.assemble(grid, images, target)}")
     return 0
 
 
@@ -282,6 +329,15 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--dry-run", action="store_true", help="write the files, print the command, run nothing")
         sub.set_defaults(extra=[])
     inspect_parser(commands)
+    grid = add("matrix", cmd_matrix, "draw every character alone and every pair in both orders with a LoRA "
+               "(sd-scripts' own sampler), as one PNG grid; arguments after -- go to train_network.py")
+    grid.add_argument("lora", help="the LoRA file (.safetensors)")
+    grid.add_argument("--steps", type=int, help="sampling steps (default: samples.steps)")
+    grid.add_argument("--seed", type=int, default=1, help="the one seed every cell uses (default 1)")
+    grid.add_argument("--out", help="PNG to write (default: <work_dir>/matrix/<lora>.png)")
+    grid.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for train")
+    grid.add_argument("--accelerate", action="append", default=[], metavar="KEY=VALUE", help="as for train")
+    grid.set_defaults(extra=[])
     return root
 
 
@@ -299,8 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         split = argv.index("--")
         argv, extra = argv[:split], argv[split + 1:]
     args = parser().parse_args(argv)
-    if extra and args.command != "train":
-        print("Error: arguments after -- go to train_network.py and only `onetwo train` takes them", file=sys.stderr)
+    if extra and args.command not in ("train", "matrix"):
+        print("Error: arguments after -- go to sd-scripts; only `onetwo train` and `onetwo matrix` take them",
+              file=sys.stderr)
         return 2
     args.extra = extra
     try:

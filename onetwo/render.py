@@ -288,10 +288,15 @@ def stage_files(project: Project, stage: str) -> tuple[Path, Path, Path]:
     return folder / "config.toml", folder / "dataset.toml", folder / "sample_prompts.txt"
 
 
+def write_toml(path: Path, doc: dict[str, Any], what: str) -> None:
+    header = f"# Written by onetwo {__version__} for {what}; plain kohya TOML.\n"
+    write_text_if_changed(path, header + tomli_w.dumps(doc))
+
+
 def write_stage(project: Project, rendered: RenderedStage) -> tuple[Path, Path, Path]:
     config_file, dataset_file, prompts_file = stage_files(project, rendered.stage)
-    header = f"# Written by onetwo {__version__} for {rendered.stage} of {project.file.name}; plain kohya TOML.\n"
-    write_text_if_changed(config_file, header + tomli_w.dumps(rendered.config))
-    write_text_if_changed(dataset_file, header + tomli_w.dumps(rendered.dataset))
+    what = f"{rendered.stage} of {project.file.name}"
+    write_toml(config_file, rendered.config, what)
+    write_toml(dataset_file, rendered.dataset, what)
     write_text_if_changed(prompts_file, rendered.sample_prompts)
     return config_file, dataset_file, prompts_file

@@ -1,0 +1,91 @@
+"""The pair matrix: every character alone (diagonal) and every pair in both orders, drawn with one LoRA and fixed
+seeds by sd-scripts' own sampler, assembled into one PNG grid to judge identity and left/right order at a glance."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from onetwo.captions import composite_caption, sample_prompt_line, single_caption, top_tags
+from onetwo.config import Project
+from onetwo.dataset import CharacterImages
+from onetwo.imaging import save_image
+
+LABEL = 20
+# Keys that turn a training config into a sampling-only run: load the LoRA, sample before the first step, train
+# zero epochs. sd-scripts' gen_img.py cannot be used: it hands LyCORIS 3.x a list of text encoders and a wrapped
+# UNet, so not one LoHa module loads ("0 Modules Loaded", then an AssertionError).
+SAMPLING_ONLY = {"sample_at_first": True, "max_train_epochs": 0, "cache_latents": False,
+                 "cache_latents_to_disk": False, "save_every_n_epochs": None, "sample_every_n_epochs": None}
+
+
+@dataclass(frozen=True)
+class Cell:
+    row: int
+    column: int
+    label: str
+    prompt_line: str
+
+
+def cells(project: Project, scans: Sequence[CharacterImages], width: int, height: int, steps: int,
+          seed: int) -> list[Cell]:
+    """Row = the left character, column = the right one; the diagonal is each character alone. One seed for all,
+    so a difference between cells comes from the prompt, not the noise."""
+    samples = project.samples
+    names = [scan.character.name for scan in scans]
+    tags = {scan.character.name: top_tags([image.tags for image in scan.images], scan.character.name,
+                                          samples.tags_per_character) for scan in scans}
+    found = []
+    for (row, left), (column, right) in itertools.product(enumerate(names), repeat=2):
+        if row == column:
+            prompt, label = single_caption(project.single_caption, left, tags[left]), left
+            size = (height, height)
+        else:
+            prompt = composite_caption(project.composite.caption, (left, right), (tags[left], tags[right]))
+            label, size = f"{left} | {right}", (width, height)
+        line = sample_prompt_line(prompt, samples.negative, *size, steps, samples.scale, seed)
+        found.append(Cell(row, column, label, line))
+    return found
+
+
+def sampling_config(flat_config: dict[str, Any], lora: Path, out_dir: Path, prompts_file: Path) -> dict[str, Any]:
+    """A stage's rendered training config turned into a sampling-only run of `lora`."""
+    config = {**flat_config, **SAMPLING_ONLY, "network_weights": str(lora), "output_dir": str(out_dir),
+              "output_name": "matrix", "sample_prompts": str(prompts_file)}
+    return {key: value for key, value in config.items() if value is not None}
+
+
+def sampling_dataset(dataset_doc: dict[str, Any]) -> dict[str, Any]:
+    """The smallest dataset train_network.py accepts: the first subset of the first dataset, batch 1."""
+    first = dataset_doc["datasets"][0]
+    return {**dataset_doc, "datasets": [{**first, "batch_size": 1, "subsets": first["subsets"][:1]}]}
+
+
+def sample_files(out_dir: Path, count: int) -> list[Path]:
+    """kohya names samples <output_name>_e000000_<index>_<time>_<seed>.png; the index is the prompt's line."""
+    found = sorted((out_dir / "sample").glob("matrix_e000000_*.png"))
+    by_index = {int(path.name.split("_")[2]): path for path in found}
+    return [by_index[index] for index in range(count) if index in by_index]
+
+
+def assemble(grid: Sequence[Cell], images: Sequence[Path], target: Path) -> Path:
+    """One PNG: a row per left character, a column per right character, each cell labelled."""
+    size = max(len({cell.row for cell in grid}), 1)
+    opened = [Image.open(path).convert("RGB") for path in images]
+    cell_w = max(image.width for image in opened)
+    cell_h = max(image.height for image in opened) + LABEL
+    sheet = Image.new("RGB", (cell_w * size, cell_h * size), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for cell, image in zip(grid, opened, strict=True):
+        left, top = cell.column * cell_w, cell.row * cell_h
+        sheet.paste(image, (left + (cell_w - image.width) // 2, top))
+        draw.text((left + 3, top + cell_h - LABEL + 3), cell.label, fill=(235, 235, 235), font=font)
+    save_image(sheet, target, "png")
+    return target
+
