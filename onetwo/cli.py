@@ -166,8 +166,9 @@ def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str]
     if args.stage in ("stage2", "joint"):
         make_composites(project, scans, args.workers, not args.no_progress, args.set)
     prepare_regularization(project, args.stage)
-    if args.stage == "stage2" and project.replay:
-        prepare_originals(project, scans, replay=True)
+    if args.stage == "stage2":
+        if project.replay:
+            prepare_originals(project, scans, replay=True)
         weights = stage1_weights(args, project)
     record = provenance(args.stage, project.name, trigger_tokens(project, args.stage), project.sd_scripts, weights,
                         project.manifest_file if args.stage != "stage1" else None)
