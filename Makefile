@@ -8,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 DEMO := examples/trio/onetwo.toml
 
-.PHONY: install setup test lint bench demo composites preview stage1 stage2
+.PHONY: install setup test lint bench demo check composites preview stage1 stage2 joint
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench: $(VENV)/.installed
 demo: $(VENV)/.trainer
 	$(PY) scripts/demo.py $(DEMO)
 
+check: $(VENV)/.installed
+	$(ONETWO) check
+
 composites: $(VENV)/.installed
 	$(ONETWO) composite
 
@@ -46,3 +49,6 @@ stage1: $(VENV)/.installed
 
 stage2: $(VENV)/.installed
 	$(ONETWO) train stage2 $(ARGS)
+
+joint: $(VENV)/.installed
+	$(ONETWO) train joint $(ARGS)
