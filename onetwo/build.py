@@ -5,16 +5,22 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
 from onetwo.composite import CompositeJob, Geometry
 from onetwo.fsutil import write_text_atomic, write_text_if_changed
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from onetwo.imaging import Box, CellKey
 
 MANIFEST_VERSION = 1
 MANIFEST_SAVE_SECONDS = 2.0
@@ -52,25 +58,95 @@ def image_name(job: CompositeJob, image_format: str) -> str:
     return f"{job.stem}.{image_format}"
 
 
-def _render_one(task: tuple[list[str], Geometry, str, str]) -> tuple[str, list[list[float]] | None, str | None]:
+Task = tuple[list[str], Geometry, str, str]
+Result = tuple[str, list[list[float]] | None, str | None]
+CELLS_KEPT = 4  # resized cells a worker keeps: consecutive composites share one source, so few are enough
+BATCH_MAX = 16  # composites a worker takes at once: fewer cells decoded twice at batch edges vs a short tail
+
+
+def _render(tasks: Iterable[Task]) -> Iterator[Result]:
     # Imported here so that a worker process pays for Pillow only when it has work.
     from onetwo.imaging import compose, save_image
 
-    sources, geo, image_format, target = task
-    try:
-        image, boxes = compose([Path(source) for source in sources], geo)
-        save_image(image, Path(target), image_format)
-    except Exception as exc:  # reported per composite; the rest of the build goes on
-        return target, None, f"{type(exc).__name__}: {exc}"
-    return target, [[round(value, 2) for value in box] for box in boxes], None
+    cells: dict[CellKey, tuple[Image.Image, Box]] = {}
+    for sources, geo, image_format, target in tasks:
+        try:
+            image, boxes = compose([Path(source) for source in sources], geo, cells)
+            save_image(image, Path(target), image_format)
+        except Exception as exc:  # reported per composite; the rest of the build goes on
+            yield target, None, f"{type(exc).__name__}: {exc}"
+        else:
+            yield target, [[round(value, 2) for value in box] for box in boxes], None
+        while len(cells) > CELLS_KEPT:
+            del cells[next(iter(cells))]
 
 
-def _run_tasks(tasks: list[tuple[list[str], Geometry, str, str]], workers: int) -> Iterator[tuple[str, Any, Any]]:
+def _render_batch(batch: list[Task]) -> list[Result]:
+    return list(_render(batch))
+
+
+def locality_order(jobs: Sequence[CompositeJob]) -> list[CompositeJob]:
+    """The jobs as walks in which each composite shares a source with the one before wherever the plan allows.
+
+    A source then costs about one decode per run of composites that use it instead of one per composite: a
+    character's images are each used in 2 x per_pair / images composites on average.
+    """
+    users: dict[Path, list[int]] = defaultdict(list)
+    for index in reversed(range(len(jobs))):
+        for path in dict.fromkeys(source.path for source in jobs[index].sources):
+            users[path].append(index)
+    done = [False] * len(jobs)
+    order: list[CompositeJob] = []
+    recent: list[Path] = []  # the sources whose cells a worker still holds, newest last
+    for start in range(len(jobs)):
+        current: int | None = start
+        while current is not None and not done[current]:
+            done[current] = True
+            order.append(jobs[current])
+            paths = [source.path for source in jobs[current].sources]
+            recent = ([path for path in recent if path not in paths] + paths)[-CELLS_KEPT:]
+            current = None
+            for path in reversed(recent):
+                waiting = users[path]
+                while waiting and done[waiting[-1]]:
+                    waiting.pop()
+                if waiting:
+                    current = waiting[-1]
+                    break
+    return order
+
+
+def batches(tasks: Sequence[Task], workers: int) -> Iterator[list[Task]]:
+    """Consecutive slices, shrinking towards the end so that no worker is left with a long last batch."""
+    start = 0
+    while start < len(tasks):
+        size = max(1, min(BATCH_MAX, (len(tasks) - start) // (workers * 4)))
+        yield list(tasks[start:start + size])
+        start += size
+
+
+def _run_tasks(tasks: Sequence[Task], workers: int) -> Iterator[Result]:
     if workers <= 1 or len(tasks) <= 1:
-        yield from map(_render_one, tasks)
+        yield from _render(tasks)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_render_one, tasks, chunksize=max(1, min(8, len(tasks) // (workers * 4))))
+        pending: set[Future[list[Result]]] = set()
+        for batch in batches(tasks, workers):
+            if len(pending) >= 2 * workers:  # a bounded queue: memory does not grow with the number of composites
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield from future.result()
+            pending.add(pool.submit(_render_batch, batch))
+        for future in as_completed(pending):
+            yield from future.result()
+
+
+def default_workers() -> int:
+    """The cores this process may run on (CPU affinity, e.g. taskset or a container's cpuset), else all."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _remove_entry(out_dir: Path, entry: dict[str, Any]) -> None:
@@ -111,10 +187,10 @@ def build(jobs: Sequence[CompositeJob], image_format: str, out_dir: Path, manife
                             and not path.name.startswith("."))
 
     tasks = [([str(source.path) for source in job.sources], job.geometry, image_format,
-              str(out_dir / image_name(job, image_format))) for job in todo]
-    by_target = {task[3]: job for task, job in zip(tasks, todo, strict=True)}
+              str(out_dir / image_name(job, image_format))) for job in locality_order(todo)]
+    by_target = {str(out_dir / image_name(job, image_format)): job for job in todo}
     last_save = time.monotonic()
-    workers = workers or os.cpu_count() or 1
+    workers = workers or default_workers()
     bar = tqdm(total=len(tasks), desc="composites", unit="img", disable=not progress or not tasks)
     for target, boxes, error in _run_tasks(tasks, workers):
         job = by_target[target]

@@ -28,6 +28,8 @@ GROUP_CAPTION = "{names}/COMPOSITE, {tags}"
 DEFAULT_SINGLE_CAPTION = "{name}, {tags}"
 FORMATS = ("png", "webp")
 # A name becomes the first caption token and part of the `A/B/COMPOSITE` token: these would split or break it.
+# kohya's sample-prompt parser reads these option codes even at the start of the prompt itself.
+KOHYA_PROMPT_OPTION = r"(w|h|d|s|l|g|n|ss|cn|ctr|rcfg|fs) "
 FORBIDDEN_IN_NAME = {",": "a comma splits the caption token", "/": "'/' separates names in the composite token",
                      "\\": "a backslash is a path separator", "{": "braces are caption template syntax",
                      "}": "braces are caption template syntax"}
@@ -216,6 +218,8 @@ def name_problem(name: str) -> str | None:
         return "must not contain '--' (it starts an option in kohya's sample prompt syntax)"
     if name.upper() == "COMPOSITE":
         return "'COMPOSITE' is the composite token"
+    if re.match(KOHYA_PROMPT_OPTION, name, re.IGNORECASE):
+        return "must not start like a kohya sample-prompt option (a letter code and a space, e.g. 'n ' or 'w ')"
     return None
 
 

@@ -116,7 +116,7 @@ def _value_problem(kind: str, value: Any) -> str | None:
     if kind.startswith("choice:"):
         choices = kind.split(":", 1)[1].split(",")
         return None if str(value) in choices else f"must be one of {', '.join(choices)}"
-    return None if isinstance(value, (str, int, float)) and not isinstance(value, bool) else "must be a string"
+    return None if isinstance(value, str) else "must be a string (quote it)"
 
 
 def validate_train_keys(flat: dict[str, Any], origin: dict[str, str], model: str = "sd1") -> list[str]:
@@ -184,12 +184,14 @@ def sample_prompts(project: Project, scans: Sequence[CharacterImages], buckets: 
                                       samples.seed) + "\n" for prompt, (width, height) in lines)
 
 
-def _subset(pattern: dict[str, Any], image_dir: Path, repeats: int, token: str | None) -> dict[str, Any]:
+def _subset(pattern: dict[str, Any], image_dir: Path, repeats: int, token: str | None,
+            user: dict[str, Any]) -> dict[str, Any]:
+    """The pattern, then onetwo's values, then the user's [stage.subset] / --set subset. values."""
     subset = {**pattern, "image_dir": str(image_dir), "num_repeats": repeats, "caption_extension": ".txt",
               "keep_tokens": 1}
     if token is not None:
         subset["class_tokens"] = token
-    return subset
+    return {**subset, **user}
 
 
 def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages], templates: Templates,
@@ -225,18 +227,18 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
     for role, (dataset, pattern) in zip(ROLES[stage], patterns, strict=True):
         if role == "originals":
             subsets = [_subset(pattern, project.originals_dir / scan.character.slug, scan.repeats,
-                               scan.character.name) for scan in scans]
+                               scan.character.name, user.subset) for scan in scans]
         else:
-            subsets = [_subset(pattern, project.composite_dir, project.composite.repeats, None)]
+            subsets = [_subset(pattern, project.composite_dir, project.composite.repeats, None, user.subset)]
             if stage == "stage2" and project.replay:
                 subsets += [_subset(pattern, project.replay_dir / scan.character.slug, scan.repeats,
-                                    scan.character.name) for scan in scans]
+                                    scan.character.name, user.subset) for scan in scans]
         datasets.append({**dataset, "subsets": subsets})
     regularization = project.regularization
     if stage in regularization.folders:
         pattern = patterns[0][1]
         subset = _subset(pattern, project.regularization_dir(stage), regularization.repeats,
-                         regularization.class_tokens)
+                         regularization.class_tokens, {})
         datasets[0]["subsets"].append({**subset, "is_reg": True})
     dataset_doc["datasets"] = datasets
     buckets = settings_from_dataset(dataset_doc.get("general", {}), datasets[-1])
@@ -260,13 +262,16 @@ def merged_datasets(project: Project, stage: str, templates: Templates, user: Ov
     where = str(templates.dataset_file)
     problems = validate_dataset_keys(doc.get("general", {}), "general", where)
     problems += validate_dataset_keys(user.dataset, "datasets", f"{project.file}: [{stage}.dataset] or --set dataset.")
+    problems += validate_dataset_keys(user.subset, "subsets", f"{project.file}: [{stage}.subset] or --set subset.")
+    problems += [f"{project.file}: [{stage}.subset] {key}: onetwo writes it for each subset; remove it"
+                 for key in ("image_dir", "class_tokens", "is_reg") if key in user.subset]
     patterns = []
     for role, item in zip(roles, datasets, strict=True):
         dataset = {key: value for key, value in item.items() if key != "subsets"}
-        pattern = {**item["subsets"][0], **user.subset}
+        pattern = dict(item["subsets"][0])
         problems += validate_dataset_keys(dataset, "datasets", where)
-        problems += validate_dataset_keys(pattern, "subsets", f"{where} or [{stage}.subset]")
-        if role == "composites" and pattern.get("flip_aug"):
+        problems += validate_dataset_keys(pattern, "subsets", where)
+        if role == "composites" and {**pattern, **user.subset}.get("flip_aug"):
             problems.append(f"{stage}: flip_aug mirrors composites without swapping their captions, teaching the "
                             "wrong left/right order; turn it off (composite.mirror flips them correctly)")
         patterns.append(({**dataset, **user.dataset}, pattern))

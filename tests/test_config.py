@@ -70,7 +70,8 @@ def test_acceptable_names(name: str) -> None:
     assert name_problem(name) is None
 
 
-@pytest.mark.parametrize("name", ["", " lead", "a,b", "a/b", "a\\b", "a--b", "COMPOSITE", "{x}", "tab\there"])
+@pytest.mark.parametrize("name", ["", " lead", "a,b", "a/b", "a\\b", "a--b", "COMPOSITE", "{x}", "tab\there", "n chan",
+                                  "W 2"])
 def test_rejected_names(name: str) -> None:
     assert name_problem(name)
 

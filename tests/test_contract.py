@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from onetwo.cli import main
-from onetwo.config import load_project
+from onetwo.config import Project, load_project
 from onetwo.render import flatten_sections
 from tests.sdscripts import (
     CHARACTERS,
@@ -46,10 +46,16 @@ PAIRS = list(itertools.permutations(NAMES, 2))
 SAMPLES = {"negative": "lowres, worst quality", "steps": 3, "scale": 5.5, "seed": 7}
 # reference: the shipped templates untouched, "3_aoi" for kohya-style repeats, composites of the size onetwo picks.
 # cpu: the end-to-end test's project (every CPU override in the project file) plus --set values of several kinds.
-VARIANTS = {
-    "reference": {"resolution": {"stage1": 640, "stage2": 768}, "batch": {"stage1": 4, "stage2": 2}},
-    "cpu": {"resolution": {"stage1": 64, "stage2": 64}, "batch": {"stage1": 1, "stage2": 2}},
+# sdxl: project.model = "sdxl" (templates/sdxl, checked against sdxl_train_network.py's parser).
+# joint: project.mode = "joint" (one run on a dataset of the originals and a dataset of the composites).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "reference": {"project": {}, "resolution": {"stage1": 640, "stage2": 768}, "batch": {"stage1": 4, "stage2": 2}},
+    "cpu": {"project": {}, "resolution": {"stage1": 64, "stage2": 64}, "batch": {"stage1": 1, "stage2": 2}},
+    "sdxl": {"project": {"model": "sdxl"}, "script": "sdxl_train_network",
+             "resolution": {"stage1": 1024, "stage2": 1024}, "batch": {"stage1": 2, "stage2": 1}},
+    "joint": {"project": {"mode": "joint"}, "resolution": {"joint": 768}},
 }
+SEQUENTIAL = ["reference", "cpu", "sdxl"]
 CPU_SETS = ["lr_scheduler=constant_with_warmup", "lr_warmup_steps=0.1", "text_encoder_lr=0.0001",
             'network_args=["conv_dim=0", "conv_alpha=16", "algo=loha"]', "max_token_length=150"]
 STAGE_SETS = {"stage1": ["dataset.batch_size=1"], "stage2": []}
@@ -78,32 +84,39 @@ def render(project_file: Path, stage: str, *sets: str) -> None:
     assert main(argv) == 0, f"onetwo render {stage} failed"
 
 
+def stages(variant: str) -> tuple[str, ...]:
+    return ("joint",) if variant == "joint" else ("stage1", "stage2")
+
+
 @pytest.fixture(scope="module")
 def probed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("contract")
     projects = {
-        "reference": write_project(root / "reference", {"samples": SAMPLES},
-                                   folders={"aoi": "3_aoi", "beni": "beni", "kiiro": "kiiro"}),
-        "cpu": cpu_project(root / "cpu", root / "no-model", root / "no-tokenizers", samples=SAMPLES),
+        variant: write_project(root / variant, {"project": VARIANTS[variant]["project"], "samples": SAMPLES},
+                               folders={"aoi": "3_aoi", "beni": "beni", "kiiro": "kiiro"})
+        for variant in ("reference", "sdxl", "joint")
     }
+    projects["cpu"] = cpu_project(root / "cpu", root / "no-model", root / "no-tokenizers", samples=SAMPLES)
     jobs: dict[str, dict[str, Any]] = {}
     sizes: dict[str, tuple[int, int]] = {}
     for variant, file in projects.items():
-        for stage in ("stage1", "stage2"):
+        for stage in stages(variant):
             render(file, stage, *(CPU_SETS + STAGE_SETS[stage] if variant == "cpu" else []))
         with Image.open(next((file.parent / "build" / "composites").glob("*.png"))) as composite:
             sizes[variant] = composite.size
-        for stage in ("stage1", "stage2"):
+        for stage in stages(variant):
             folder = file.parent / "build" / stage
             jobs[f"{variant}-{stage}"] = {
                 "config": str(folder / "config.toml"), "dataset": str(folder / "dataset.toml"),
                 "prompts": str(folder / "sample_prompts.txt"), "images": True,
                 "select": [[512, 512], list(sizes[variant])],  # the buckets kohya gives a square and a composite
+                "script": VARIANTS[variant].get("script", "train_network"),
             }
-    templates = REPO / "templates"
-    jobs["template-train"] = {"config": str(templates / "train.toml")}
-    for stage in ("stage1", "stage2"):
-        jobs[f"template-dataset-{stage}"] = {"dataset": str(templates / f"dataset-{stage}.toml")}
+    for folder, script in ((REPO / "templates", "train_network"), (REPO / "templates" / "sdxl", "sdxl_train_network")):
+        jobs[f"template-{folder.name}-train"] = {"config": str(folder / "train.toml"), "script": script}
+        for stage in ("stage1", "stage2", "joint"):
+            jobs[f"template-{folder.name}-dataset-{stage}"] = {"dataset": str(folder / f"dataset-{stage}.toml"),
+                                                               "script": script}
     (root / "broken.toml").write_text(BROKEN_CONFIG, encoding="utf-8")
     (root / "broken-dataset.toml").write_text(BROKEN_DATASET, encoding="utf-8")
     jobs["broken"] = {"config": str(root / "broken.toml")}
@@ -113,12 +126,15 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "projects": {name: load_project(file) for name, file in projects.items()}}
 
 
-RENDERED = [f"{variant}-{stage}" for variant in VARIANTS for stage in ("stage1", "stage2")]
+RENDERED = [f"{variant}-{stage}" for variant in VARIANTS for stage in stages(variant)]
+TEMPLATES = [f"template-{folder}-{kind}" for folder in ("templates", "sdxl")
+             for kind in ("train", "dataset-stage1", "dataset-stage2", "dataset-joint")]
 
 
 @pytest.mark.parametrize("job", RENDERED)
 def test_training_toml_is_read_by_train_network_as_written(probed: dict[str, Any], job: str) -> None:
-    """Every key is an argument of train_network.py; every value is what the parser's own type makes of it."""
+    """Every key is an argument of train_network.py (sdxl_train_network.py for SDXL); every value is what the
+    parser's own type makes of it."""
     result = probed["results"][job]
     assert result["config_problems"] == []
     with open(probed["jobs"][job]["config"], "rb") as handle:
@@ -157,14 +173,9 @@ def test_dataset_toml_passes_sanitizer_and_blueprint(probed: dict[str, Any], job
         assert result["dataset"] == tomllib.load(handle)
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_kohya_reads_stage1_images_captions_and_repeats(probed: dict[str, Any], variant: str) -> None:
-    project = probed["projects"][variant]
-    (dataset,) = probed["results"][f"{variant}-stage1"]["datasets"]
-    expected = VARIANTS[variant]
-    assert dataset["resolution"] == [expected["resolution"]["stage1"]] * 2
-    assert dataset["batch_size"] == expected["batch"]["stage1"]
-    repeats = {"aoi": 3} if variant == "reference" else {}
+def check_originals(dataset: dict[str, Any], project: Project, resolution: int, batch: int, aoi_repeats: int) -> None:
+    """kohya reads one subset per character: onetwo's links and captions, its repeats, the kept name token."""
+    assert dataset["resolution"] == [resolution, resolution] and dataset["batch_size"] == batch
     subsets = {subset["class_tokens"]: subset for subset in dataset["subsets"]}
     assert list(subsets) == NAMES
     for character in project.characters:
@@ -172,19 +183,17 @@ def test_kohya_reads_stage1_images_captions_and_repeats(probed: dict[str, Any], 
         # links to the user's images with onetwo's captions, in the work dir (kohya's caches land there, not in data/)
         assert Path(subset["image_dir"]).name == character.slug
         assert Path(subset["image_dir"]).is_relative_to(project.work_dir)
-        assert (subset["img_count"], subset["num_repeats"]) == (2, repeats.get(character.name, 1))
+        repeats = aoi_repeats if character.name == "aoi" else 1  # from the "3_aoi" folder name
+        assert (subset["img_count"], subset["num_repeats"]) == (2, repeats)
         assert (subset["keep_tokens"], subset["caption_extension"], subset["shuffle_caption"]) == (1, ".txt", True)
     captions = sorted(image["caption"] for image in dataset["images"].values())
     assert captions == sorted(f"{name}, 1girl, {HAIR[name]}, pose{index}" for name in NAMES for index in range(2))
-    assert dataset["num_train_images"] == 2 * (len(NAMES) + 2 * (variant == "reference"))
+    assert dataset["num_train_images"] == 2 * (len(NAMES) - 1 + aoi_repeats)
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_kohya_reads_composites_in_order_uncropped(probed: dict[str, Any], variant: str) -> None:
-    project = probed["projects"][variant]
-    (dataset,) = probed["results"][f"{variant}-stage2"]["datasets"]
-    assert dataset["resolution"] == [VARIANTS[variant]["resolution"]["stage2"]] * 2
-    assert dataset["batch_size"] == VARIANTS[variant]["batch"]["stage2"]
+def check_composites(dataset: dict[str, Any], project: Project, resolution: int, batch: int) -> None:
+    """kohya reads the composites folder: both orders of each pair, each side's tags on its side, nothing cropped."""
+    assert dataset["resolution"] == [resolution, resolution] and dataset["batch_size"] == batch
     (subset,) = dataset["subsets"]
     assert subset["image_dir"] == str(project.composite_dir)
     assert (subset["img_count"], subset["num_repeats"], subset["class_tokens"]) == (2 * 3, 1, None)
@@ -192,12 +201,34 @@ def test_kohya_reads_composites_in_order_uncropped(probed: dict[str, Any], varia
     tokens = sorted(image["caption"].split(",")[0] for image in dataset["images"].values())
     assert tokens == sorted(f"{left}/{right}/COMPOSITE" for left, right in PAIRS)  # each order once
     for path, image in dataset["images"].items():
-        left, right = image["caption"].split("/")[:2]  # each side's tags stay on its side, in caption order
+        left, right = image["caption"].split("/")[:2]
         assert re.fullmatch(f"{left}/{right}/COMPOSITE, 1girl, {HAIR[left]}, pose[01], 1girl, {HAIR[right]}, pose[01]",
                             image["caption"]), image["caption"]
-        # kohya's bucket has the composite's aspect, so nothing is cropped away
         (width, height), (bucket_w, bucket_h) = image["size"], image["bucket"]
         assert width * bucket_h == height * bucket_w, f"{path}: {image['size']} cropped into {image['bucket']}"
+
+
+@pytest.mark.parametrize("variant", SEQUENTIAL)
+def test_kohya_reads_stage1_images_captions_and_repeats(probed: dict[str, Any], variant: str) -> None:
+    (dataset,) = probed["results"][f"{variant}-stage1"]["datasets"]
+    settings = VARIANTS[variant]
+    check_originals(dataset, probed["projects"][variant], settings["resolution"]["stage1"],
+                    settings["batch"]["stage1"], 1 if variant == "cpu" else 3)
+
+
+@pytest.mark.parametrize("variant", SEQUENTIAL)
+def test_kohya_reads_composites_in_order_uncropped(probed: dict[str, Any], variant: str) -> None:
+    (dataset,) = probed["results"][f"{variant}-stage2"]["datasets"]
+    settings = VARIANTS[variant]
+    check_composites(dataset, probed["projects"][variant], settings["resolution"]["stage2"],
+                     settings["batch"]["stage2"])
+
+
+def test_kohya_reads_the_joint_run_as_originals_then_composites(probed: dict[str, Any]) -> None:
+    originals, composites = probed["results"]["joint-joint"]["datasets"]
+    project = probed["projects"]["joint"]
+    check_originals(originals, project, 640, 4, 3)
+    check_composites(composites, project, 768, 2)
 
 
 @pytest.mark.parametrize("job", RENDERED)
@@ -207,11 +238,11 @@ def test_sample_prompts_parse_with_sd_scripts_prompt_parser(probed: dict[str, An
     result = probed["results"][job]
     prompts, lines = result["prompts"], result["prompt_lines"]
     assert len(prompts) == len(lines) == len(NAMES) + len(PAIRS)
-    (dataset,) = result["datasets"]
+    dataset = result["datasets"][-1]  # the one that trains the composites (joint: the second)
     width, height = probed["composite_size"][variant]
     square, pair = tuple(dataset["select"]["512x512"]), tuple(dataset["select"][f"{width}x{height}"])
     assert square == (VARIANTS[variant]["resolution"][stage],) * 2
-    if stage == "stage2":  # the composites themselves sit in that bucket
+    if stage != "stage1":  # the composites themselves sit in that bucket
         assert {tuple(image["bucket"]) for image in dataset["images"].values()} == {pair}
     firsts = [f"{name}," for name in NAMES] + [f"{left}/{right}/COMPOSITE," for left, right in PAIRS]
     for prompt, line, first, size in zip(prompts, lines, firsts, [square] * len(NAMES) + [pair] * len(PAIRS),
@@ -223,11 +254,11 @@ def test_sample_prompts_parse_with_sd_scripts_prompt_parser(probed: dict[str, An
         assert (prompt["sample_steps"], prompt["scale"], prompt["seed"]) == (3, 5.5, 7)
 
 
-def test_shipped_templates_are_valid_kohya_files(probed: dict[str, Any]) -> None:
-    results = probed["results"]
-    assert results["template-train"]["config_problems"] == []
-    for stage in ("stage1", "stage2"):
-        assert results[f"template-dataset-{stage}"]["dataset_problems"] == []  # image_dir is the placeholder
+@pytest.mark.parametrize("job", TEMPLATES)
+def test_shipped_templates_are_valid_kohya_files(probed: dict[str, Any], job: str) -> None:
+    """templates/ and templates/sdxl/ as they ship (dataset templates with their placeholder image_dir)."""
+    result = probed["results"][job]
+    assert (result["config_problems"], result["dataset_problems"]) == ([], [])
 
 
 def test_kohya_args_table_matches_the_checkout(tmp_path: Path) -> None:

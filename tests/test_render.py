@@ -75,6 +75,8 @@ def test_merge_order_template_computed_project_cli(make_project) -> None:
     dataset = result.dataset["datasets"][0]
     assert (dataset["resolution"], dataset["batch_size"]) == (64, 1)
     assert all(subset["shuffle_caption"] is False for subset in dataset["subsets"])
+    _, result = rendered(make_project, "stage1", ["subset.num_repeats=7", "subset.keep_tokens=2"])
+    assert {(s["num_repeats"], s["keep_tokens"]) for s in result.dataset["datasets"][0]["subsets"]} == {(7, 2)}
     _, result = rendered(make_project, "stage1", ["output_name=mine"])
     assert result.flat_config()["output_name"] == "mine"
 
@@ -87,6 +89,9 @@ def test_merge_order_template_computed_project_cli(make_project) -> None:
         (["xformers=1"], "xformers must be true or false"),
         (["dataset.resolutoin=64"], "'resolutoin' is not a kohya datasets setting (did you mean 'resolution'?)"),
         (["subset.flip_aug=true"], "flip_aug mirrors composites"),
+        (["resolution=64"], "resolution must be a string (quote it)"),
+        (["subset.image_dir=x"], "image_dir: onetwo writes it for each subset"),
+        (["subset.num_repeat=2"], "'num_repeat' is not a kohya subsets setting (did you mean 'num_repeats'?)"),
     ],
 )
 def test_unknown_or_mistyped_keys_are_refused(make_project, sets: list[str], message: str) -> None:

@@ -1,0 +1,231 @@
+"""End to end on the CPU: a seeded, randomly initialised SD1 model, three characters, and `onetwo composite`,
+`onetwo train stage1`, `onetwo train stage2` run as a user runs them (subprocesses of the real CLI, every CPU
+setting in the project file); then the test reads what sd-scripts wrote.
+
+About 3 minutes and 9 GB of memory on 2 cores, plus ~35 s the first time to build the model into
+$ONETWO_TEST_MODEL_DIR (default .cache/tiny-sd, git-ignored, reused by later runs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from onetwo.config import Project, load_project
+from onetwo.tiny_model import TinySD, build_tiny_sd
+from tests.sdscripts import (
+    CHARACTERS,
+    HAIR,
+    REPO,
+    THIS_FILE,
+    TINY_DATASET,
+    child_env,
+    cpu_project,
+    needs_sdscripts,
+    tail,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.sdscripts, needs_sdscripts]
+
+STAGES = ("stage1", "stage2")
+PAIRS = [(left, right) for left in CHARACTERS for right in CHARACTERS if left != right]
+LOHA = {"alpha", "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"}
+
+
+@dataclass(frozen=True)
+class Step:
+    argv: tuple[str, ...]
+    returncode: int
+    output: str
+    wall_s: float
+    peak_rss_gib: float
+
+
+@dataclass(frozen=True)
+class Trained:
+    project: Project
+    steps: dict[str, Step]
+    data_before: dict[str, tuple[int, int]]
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> TinySD:
+    return build_tiny_sd(Path(os.environ.get("ONETWO_TEST_MODEL_DIR") or REPO / ".cache" / "tiny-sd"))
+
+
+def onetwo(root: Path, project_file: Path, *argv: str) -> Step:
+    """`python -m onetwo ...` in a subprocess, its output captured, its wall time and peak RSS measured."""
+    measured = root / f"measure-{'-'.join(argv)}.json"
+    command = [sys.executable, "-m", "onetwo", "--project", str(project_file), *argv, "--no-progress"]
+    env = child_env(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, str(THIS_FILE), "measure", str(measured), "--", *command], cwd=root,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200)
+    stats = json.loads(measured.read_text(encoding="utf-8")) if measured.is_file() else {}
+    return Step(tuple(argv), done.returncode, done.stdout, stats.get("wall_s", 0.0), stats.get("peak_rss_gib", 0.0))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model: TinySD, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Trained:
+    root = tmp_path_factory.mktemp("e2e")
+    # Stage 2 also renders onetwo's sample prompts (9, at 2 steps each): the one stage that samples, to save time.
+    project_file = cpu_project(root, tiny_model.model_dir, tiny_model.tokenizer_cache_dir,
+                               stage2={"seed": 2, "sample_every_n_epochs": 1, "dataset": TINY_DATASET})
+    before = snapshot(root / "data")
+    steps: dict[str, Step] = {}
+    for name, argv in (("composite", ["composite"]), ("stage1", ["train", "stage1"]),
+                       ("stage2", ["train", "stage2"])):
+        steps[name] = onetwo(root, project_file, *argv)
+        if steps[name].returncode != 0:
+            break
+    report = {name: {"wall_s": step.wall_s, "peak_rss_gib": step.peak_rss_gib} for name, step in steps.items()}
+    (root / "e2e-resources.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            for name, values in report.items():
+                reporter.write_line(f"e2e {name}: {values['wall_s']} s, peak RSS {values['peak_rss_gib']} GiB")
+    return Trained(load_project(project_file), steps, before)
+
+
+def need(trained: Trained, *names: str) -> None:
+    for name in names:
+        step = trained.steps.get(name)
+        if step is None:
+            pytest.fail(f"{name} did not run: an earlier step failed")
+        if step.returncode != 0:
+            pytest.fail(f"onetwo {' '.join(step.argv)} exited with {step.returncode}:\n{tail(step.output, 80)}")
+
+
+def lora(trained: Trained, stage: str) -> tuple[dict[str, Any], dict[str, str]]:
+    from safetensors import safe_open
+
+    with safe_open(str(trained.project.lora_file(stage)), framework="np") as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata()  # noqa: SIM118
+
+
+def test_every_command_succeeds_and_says_where_its_output_is(trained: Trained) -> None:
+    need(trained, "composite", "stage1", "stage2")
+    project = trained.project
+    composites = sorted(path.name for path in project.composite_dir.glob("*.png"))
+    assert len(composites) == 2 * 3  # per_pair 2, three pairs
+    for stage in STAGES:
+        assert f"{stage}: done → {project.lora_file(stage)}" in trained.steps[stage].output
+        assert (project.stage_dir(stage) / "train.log").is_file()
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_lora_is_a_loha_of_dim_8_in_fp16(trained: Trained, stage: str) -> None:
+    need(trained, stage)
+    tensors, _ = lora(trained, stage)
+    modules: dict[str, set[str]] = {}
+    for key in tensors:
+        module, _, name = key.rpartition(".")
+        modules.setdefault(module, set()).add(name)
+    assert len(modules) == 242
+    assert sum(module.startswith("lora_te_") for module in modules) == 12
+    assert sum(module.startswith("lora_unet_") for module in modules) == 230
+    assert all(names == LOHA for names in modules.values())
+    assert {str(tensor.dtype) for tensor in tensors.values()} == {"float16"}
+    for key, tensor in tensors.items():
+        name = key.rpartition(".")[2]
+        if name == "alpha":
+            assert float(tensor) == 1.0
+        else:  # rank 8: (out, 8) for the *_a factors, (8, in) for the *_b factors
+            assert tensor.shape[1 if name.endswith("_a") else 0] == 8, (key, tensor.shape)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_metadata_names_the_stage_data_and_settings(trained: Trained, stage: str) -> None:
+    need(trained, stage)
+    project = trained.project
+    _, meta = lora(trained, stage)
+    assert (meta["ss_network_module"], meta["ss_network_dim"], meta["ss_network_alpha"]) == ("lycoris.kohya", "8", "1")
+    network_args = json.loads(meta["ss_network_args"])
+    assert (network_args["algo"], network_args["conv_dim"], network_args["conv_alpha"]) == ("loha", "0", "16")
+    assert meta["ss_output_name"] == f"e2e-{stage}" and meta["ss_mixed_precision"] == "no"
+    assert "onetwo" in meta["ss_training_comment"] and stage in meta["ss_training_comment"]
+    provenance = json.loads(meta["modelspec.onetwo"])  # the metadata_onetwo key of the rendered config
+    assert (provenance["stage"], provenance["project"]) == (stage, "e2e")
+
+    dirs = json.loads(meta["ss_dataset_dirs"])
+    frequency = json.loads(meta["ss_tag_frequency"])
+    (dataset,) = json.loads(meta["ss_datasets"])
+    assert dataset["resolution"] == [64, 64] and dataset["batch_size_per_device"] == 2
+    assert dataset["num_train_images"] == 6 and meta["ss_steps"] == "3" and meta["ss_epoch"] == "1"
+    if stage == "stage1":  # one folder per character (onetwo's links), tagged with the character's token
+        slugs = {character.slug: character.name for character in project.characters}
+        assert dirs == {slug: {"n_repeats": 1, "img_count": 2} for slug in slugs}
+        for slug, name in slugs.items():
+            assert (frequency[slug][name], frequency[slug]["1girl"], frequency[slug][HAIR[name]]) == (2, 2, 2)
+        assert [subset["class_tokens"] for subset in dataset["subsets"]] == list(CHARACTERS)
+        assert all(subset["shuffle_caption"] for subset in dataset["subsets"])
+    else:  # the composites folder, tagged with every A/B/COMPOSITE token once (kohya lower-cases tags)
+        folder = project.composite_dir.name
+        assert dirs == {folder: {"n_repeats": 1, "img_count": 6}}
+        tokens = {tag: count for tag, count in frequency[folder].items() if tag.endswith("/composite")}
+        assert tokens == {f"{left}/{right}/composite": 1 for left, right in PAIRS}
+        (subset,) = dataset["subsets"]
+        assert (subset["shuffle_caption"], subset["flip_aug"], subset["keep_tokens"]) == (False, False, 1)
+
+
+def test_stage2_continued_from_stage1(trained: Trained) -> None:
+    need(trained, "stage1", "stage2")
+    project = trained.project
+    first = project.lora_file("stage1")
+    # sd-scripts prints this line; `{}` means no key was missing or unexpected (LyCORIS loads with strict=False).
+    # Whitespace is removed before matching: kohya's logger wraps long lines.
+    log = re.sub(r"\s+", "", (project.stage_dir("stage2") / "train.log").read_text(encoding="utf-8"))
+    assert re.sub(r"\s+", "", f"load network weights from {first}: {{}}") in log
+    assert "loadnetworkweights" not in re.sub(r"\s+", "", trained.steps["stage1"].output)
+
+    one, _ = lora(trained, "stage1")
+    two, meta = lora(trained, "stage2")
+    assert one.keys() == two.keys()
+    hada = [key for key in one if ".hada_" in key]
+    moved = max(float(abs(two[key].astype("float32") - one[key].astype("float32")).max()) for key in hada)
+    assert 0 < moved <= 1e-2  # trained a little, from stage 1's weights
+    spread = max(float(one[key].astype("float32").std()) for key in hada if key.endswith("hada_w1_b"))
+    assert spread > 0.5  # a fresh start (random hada_w1_b, std ~1) would differ by ~1, not by <= 1e-2
+
+    provenance = json.loads(meta["modelspec.onetwo"])
+    assert provenance["source"] == first.name
+    assert provenance["source_sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+
+
+def test_stage2_drew_every_sample_prompt(trained: Trained) -> None:
+    """kohya renders each line onetwo wrote: each character alone, then each pair in both orders."""
+    from PIL import Image
+
+    need(trained, "stage2")
+    project = trained.project
+    prompts = (project.stage_dir("stage2") / "sample_prompts.txt").read_text(encoding="utf-8").splitlines()
+    assert len(prompts) == len(CHARACTERS) + len(PAIRS)
+    # <output_name>_e<epoch:06d>_<prompt index:02d>_<YYYYmmddHHMMSS>_<seed>.png
+    samples = sorted((project.output_dir / "sample").glob("e2e-stage2_e000001_*.png"))
+    assert [path.name.split("_")[2] for path in samples] == [f"{index:02d}" for index in range(len(prompts))]
+    for path in samples:
+        with Image.open(path) as image:
+            assert image.size == (64, 64)
+    assert not list((project.output_dir / "sample").glob("e2e-stage1_*"))  # stage 1 did not sample
+
+
+def test_user_image_folders_are_untouched(trained: Trained) -> None:
+    need(trained, "composite", "stage1", "stage2")
+    data = trained.project.file.parent / "data"
+    assert snapshot(data) == trained.data_before  # no caption, link or latent cache was written there
