@@ -69,7 +69,7 @@ def tiny_model() -> TinySD:
 
 def onetwo(root: Path, project_file: Path, *argv: str) -> Step:
     """`python -m onetwo ...` in a subprocess, its output captured, its wall time and peak RSS measured."""
-    measured = root / f"measure-{'-'.join(argv)}.json"
+    measured = root / f"measure-{hashlib.sha256(' '.join(argv).encode()).hexdigest()[:12]}.json"
     command = [sys.executable, "-m", "onetwo", "--project", str(project_file), *argv, "--no-progress"]
     env = child_env(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, str(THIS_FILE), "measure", str(measured), "--", *command], cwd=root,
@@ -229,3 +229,47 @@ def test_user_image_folders_are_untouched(trained: Trained) -> None:
     need(trained, "composite", "stage1", "stage2")
     data = trained.project.file.parent / "data"
     assert snapshot(data) == trained.data_before  # no caption, link or latent cache was written there
+
+
+def test_stage2_refuses_a_stage1_file_of_another_network(trained: Trained) -> None:
+    need(trained, "stage2")
+    root = trained.project.file.parent
+    refused = onetwo(root, trained.project.file, "train", "stage2", "--set", "network_dim=16")
+    assert refused.returncode == 2, tail(refused.output)
+    stage1 = trained.project.lora_file("stage1").name
+    assert f"network_dim: stage 1 ({stage1}) has 8.0, stage 2 would use 16.0" in refused.output
+    assert "Traceback" not in refused.output
+
+
+def test_pair_matrix_on_the_tiny_model(trained: Trained) -> None:
+    need(trained, "stage2")
+    from PIL import Image
+
+    root = trained.project.file.parent
+    target = root / "matrix.png"
+    step = onetwo(root, trained.project.file, "matrix", str(trained.project.lora_file("stage2")), "--steps", "1",
+                  "--out", str(target))
+    assert step.returncode == 0, tail(step.output, 80)
+    assert "load network weights from" in re.sub(r"\s+", " ", step.output)
+    with Image.open(target) as grid:
+        # three characters: a 3 x 3 grid of 64 px cells, each with a label strip under it
+        assert grid.width == 3 * 64 and grid.height > 3 * 64
+
+
+def test_joint_mode_trains_originals_and_composites_in_one_run(tiny_model: TinySD,
+                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("joint")
+    project_file = cpu_project(root, tiny_model.model_dir, tiny_model.tokenizer_cache_dir,
+                               project={"base_model": str(tiny_model.model_dir), "mode": "joint"},
+                               joint={"dataset": TINY_DATASET})
+    step = onetwo(root, project_file, "train", "joint")
+    assert step.returncode == 0, tail(step.output, 80)
+    project = load_project(project_file)
+    from safetensors import safe_open
+
+    with safe_open(str(project.lora_file("joint")), framework="np") as handle:
+        metadata = handle.metadata()
+        assert len({key.split(".")[0] for key in handle.keys()}) == 242  # noqa: SIM118
+    assert len(json.loads(metadata["ss_datasets"])) == 2
+    dirs = json.loads(metadata["ss_dataset_dirs"])
+    assert set(dirs) == {*CHARACTERS, "composites"}
