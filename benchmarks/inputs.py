@@ -28,18 +28,17 @@ def _gradient(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     return start * (1 - t) + end * t
 
 
-def _shapes(draw: ImageDraw.ImageDraw, rng: random.Random, width: int, height: int, count: int,
-            fill_alpha: int | None) -> None:
+def _shapes(draw: ImageDraw.ImageDraw, rng: random.Random, width: int, height: int, count: int) -> None:
     for _ in range(count):
-        colour = tuple(rng.randrange(256) for _ in range(3)) + ((fill_alpha,) if fill_alpha is not None else ())
+        colour = tuple(rng.randrange(256) for _ in range(3))
         x0, y0 = rng.uniform(-0.1, 1) * width, rng.uniform(-0.1, 1) * height
         x1, y1 = x0 + rng.uniform(0.05, 0.5) * width, y0 + rng.uniform(0.05, 0.5) * height
         kind = rng.random()
         if kind < 0.4:
-            draw.ellipse((x0, y0, x1, y1), fill=colour, outline=(0, 0, 0) + colour[3:], width=rng.randrange(2, 8))
+            draw.ellipse((x0, y0, x1, y1), fill=colour, outline=(0, 0, 0), width=rng.randrange(2, 8))
         elif kind < 0.7:
             points = [(rng.uniform(x0, x1), rng.uniform(y0, y1)) for _ in range(rng.randrange(3, 7))]
-            draw.polygon(points, fill=colour, outline=(20, 20, 20) + colour[3:], width=rng.randrange(2, 6))
+            draw.polygon(points, fill=colour, outline=(20, 20, 20), width=rng.randrange(2, 6))
         else:
             points = [(rng.uniform(0, width), rng.uniform(0, height)) for _ in range(rng.randrange(2, 6))]
             draw.line(points, fill=colour, width=rng.randrange(2, 14), joint="curve")
@@ -51,7 +50,7 @@ def make_image(seed: int, width: int, height: int, rgba: bool) -> Image.Image:
     rng = random.Random(seed)
     image = Image.fromarray(_gradient(nrng, width, height).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
-    _shapes(draw, rng, width, height, 25, None)
+    _shapes(draw, rng, width, height, 25)
     for _ in range(120):  # strands and hatching: the fine detail of line art
         x, y = rng.uniform(0, width), rng.uniform(0, height)
         points = [(x, y)] + [(x := x + rng.uniform(-80, 80), y := y + rng.uniform(0, 120)) for _ in range(4)]
@@ -99,3 +98,27 @@ def ensure_inputs(root: Path, seed: int) -> Path:
             listing.append([path.relative_to(folder).as_posix(), width, height, path.stat().st_size])
     done.write_text(json.dumps({"seed": seed, "version": GENERATOR_VERSION, "files": listing}), encoding="utf-8")
     return folder
+
+
+def ensure_planning_set(root: Path, count: int, seed: int, characters: int = 5) -> Path:
+    """A project of `count` tiny but real, distinct images with tag files: costs per image, not per pixel."""
+    folder = root / f"planning-{count}-{seed}-v{GENERATOR_VERSION}"
+    project = folder / "onetwo.toml"
+    if project.is_file():
+        return project
+    shutil.rmtree(folder, ignore_errors=True)
+    rng = random.Random(f"planning:{seed}")
+    names = [f"char{index}" for index in range(characters)]
+    for number in range(count):
+        name = names[number % characters]
+        path = folder / "data" / name / f"{number:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.new("RGB", (16, 24), (number % 256, number // 256 % 256, number // 65536))
+        image.save(path, quality=90)
+        tags = [name, *rng.sample(TAGS, rng.randrange(8, 20))]
+        path.with_suffix(".txt").write_text(", ".join(tags), encoding="utf-8")
+    lines = ['[project]', 'name = "planning"', 'base_model = "model.safetensors"', 'work_dir = "work"', '']
+    for name in names:
+        lines += ['[[characters]]', f'name = "{name}"', f'images = "data/{name}"', '']
+    project.write_text("\n".join(lines), encoding="utf-8")
+    return project

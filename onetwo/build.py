@@ -126,7 +126,8 @@ def batches(tasks: Sequence[Task], workers: int) -> Iterator[list[Task]]:
 
 
 def _run_tasks(tasks: Sequence[Task], workers: int) -> Iterator[Result]:
-    if workers <= 1 or len(tasks) <= 1:
+    workers = min(workers, len(tasks))
+    if workers <= 1:
         yield from _render(tasks)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -195,7 +195,7 @@ def cmd_check(args: argparse.Namespace, project: Project) -> int:
     if long_captions:
         warn(f"{len(long_captions)} composite caption(s) may exceed {MAX_TOKEN_LENGTH} CLIP tokens; see "
              "composite.trim_captions")
-    if not project.lora_file("stage1").is_file():
+    if project.mode == "sequential" and not project.lora_file("stage1").is_file():
         info(f"stage 2 will continue from {project.lora_file('stage1')}, which stage 1 has not written yet")
     if problems:
         raise OnetwoError(f"{project.file}: {len(problems)} problem(s) to fix before training:", problems)
