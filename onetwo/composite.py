@@ -13,7 +13,7 @@ from onetwo.captions import MAX_TOKEN_LENGTH, composite_caption, count_tokens, t
 from onetwo.config import CompositeSettings
 from onetwo.dataset import CharacterImages, SourceImage
 
-GEOMETRY_VERSION = 2  # bump when the pixels a job produces change for the same inputs
+GEOMETRY_VERSION = 3  # bump when the pixels a job produces change for the same inputs
 PORTRAIT = 0.5  # the method's halves: 1:2 portraits, so a pair is square
 
 SizeForAspect = Callable[[float], tuple[int, int]]
