@@ -1,9 +1,8 @@
-"""The command line: the one place that decides the order of steps."""
+"""The command line: parses arguments, calls the pipeline, prints; `Error: …` and exit code 2 for what users fix."""
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import shlex
 import sys
@@ -11,194 +10,32 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from onetwo import __version__, matrix
-from onetwo.buckets import crop_fraction, fit_size, nearest_bucket
-from onetwo.build import BuildReport, build
-from onetwo.captions import MAX_TOKEN_LENGTH
-from onetwo.check import check_images, summary_table
-from onetwo.composite import PORTRAIT, CompositeJob, over_budget, plan
-from onetwo.config import STAGES, Character, Overrides, Project, load_project
-from onetwo.dataset import CharacterImages, scan_character, scan_project
+from onetwo.config import STAGES, Project
 from onetwo.errors import OnetwoError
-from onetwo.fsutil import write_text_atomic
-from onetwo.launch import command, preflight, require, run
-from onetwo.originals import plan_folder, plan_regularization, replay_selection, write_folder
-from onetwo.preview import contact_sheet, pick
-from onetwo.provenance import describe, handoff_problems, provenance, read_metadata
-from onetwo.render import (
-    load_templates,
-    parse_assignment,
-    parse_set,
-    render_stage,
-    role_buckets,
-    write_stage,
-    write_toml,
+from onetwo.messages import info, warn
+from onetwo.pipeline import (
+    StageRequest,
+    check_project,
+    launch_problems,
+    make_composites,
+    prepare_stage,
+    scan,
+    train_stage,
 )
-
-CROP_WARNING = 0.02  # a share of the picture kohya may cut before onetwo warns
-
-
-def warn(message: str) -> None:
-    print(f"Warning: {message}", file=sys.stderr)
+from onetwo.preview import contact_sheet, pick
+from onetwo.project_file import load_project
+from onetwo.provenance import describe
 
 
-def info(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def scan(project: Project, workers: int | None = None, progress: bool = True,
-         tables: bool = False) -> list[CharacterImages]:
-    """Scan the folders and decode-check every image; undecodable ones are skipped with the reason."""
-    found = scan_project(project)
-    usable, reports, notes = check_images(project, found, workers or project.composite.workers, progress)
-    buckets = role_buckets(project, "originals") if tables else None
-    for item, report in zip(usable, reports, strict=True):
-        if buckets:
-            print(summary_table(report, buckets, CROP_WARNING))
-        else:
-            missing = len(item.uncaptioned)
-            note = f", {missing} without a caption (the token alone is used)" if missing else ""
-            skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
-            info(f"{item.character.name}: {len(report.scan.images)} images{skipped}{note}, repeats {item.repeats} "
-                 f"({item.character.images})")
-        for message in item.warnings:
-            warn(message)
-    for message in notes:
-        warn(message)
-    empty = [f"{item.character.images}: no usable image for {item.character.name!r}" for item in usable
-             if not item.images]
-    if empty:
-        raise OnetwoError("nothing to train on:", empty)
-    return usable
-
-
-def composite_plan(project: Project, scans: Sequence[CharacterImages], sets: Sequence[str] = ()) -> list[CompositeJob]:
-    buckets = role_buckets(project, "composites", parse_set(sets))
-    return plan(scans, project.composite, lambda aspect: fit_size(aspect, buckets))
-
-
-def make_composites(project: Project, scans: Sequence[CharacterImages], workers: int | None,
-                    progress: bool, sets: Sequence[str] = ()) -> tuple[list[CompositeJob], BuildReport]:
-    settings = project.composite
-    jobs = composite_plan(project, scans, sets)
-    long_captions = over_budget(jobs)
-    if long_captions:
-        worst, tokens = max(long_captions, key=lambda item: item[1])
-        warn(f"{len(long_captions)} of {len(jobs)} composite captions may exceed {MAX_TOKEN_LENGTH} CLIP tokens "
-             f"and be cut by kohya (longest: {worst.stem}, about {tokens}); shorten the tag files or set "
-             "composite.trim_captions = true")
-    if settings.width and settings.height and jobs:
-        buckets = role_buckets(project, "composites", parse_set(sets)).buckets()
-        bucket = nearest_bucket(settings.width, settings.height, buckets)
-        lost = crop_fraction(settings.width, settings.height, bucket)
-        if lost > CROP_WARNING:
-            warn(f"{settings.width}x{settings.height} composites land in kohya's {bucket[0]}x{bucket[1]} bucket, "
-                 f"whose centre crop cuts {lost:.0%} of each; leave composite.width and height unset to size them "
-                 "to a bucket")
-    report = build(jobs, settings.format, project.composite_dir, project.manifest_file,
-                   workers if workers is not None else settings.workers, progress)
-    info(f"composites: {len(jobs)} planned, {report.built} built, {report.skipped} unchanged, "
-         f"{len(report.removed)} removed → {project.composite_dir}")
-    if report.foreign:
-        warn(f"{project.composite_dir} holds {len(report.foreign)} file(s) onetwo did not make, which kohya will "
-             f"train on too: {', '.join(report.foreign[:5])}")
-    if report.failed:
-        raise OnetwoError(f"{len(report.failed)} composite(s) could not be built:", report.failed)
-    return jobs, report
-
-
-def prepare_originals(project: Project, scans: Sequence[CharacterImages], replay: bool = False) -> None:
-    """Link the originals (or stage 2's replayed share of them) into the work dir, with onetwo's captions."""
-    folder = project.replay_dir if replay else project.originals_dir
-    changed = linked = 0
-    for item in scans:
-        entries = plan_folder(item, project.single_caption)
-        if replay:
-            entries = replay_selection(entries, project.replay, project.composite.seed)
-        changed += write_folder(folder / item.character.slug, entries)
-        linked += len(entries)
-    what = "replayed originals" if replay else "originals"
-    info(f"{what}: {linked} images linked with captions ({changed} files updated) → {folder}")
-
-
-def prepare_regularization(project: Project, stage: str) -> None:
-    regularization = project.regularization
-    folder = regularization.folders.get(stage)
-    if folder is None:
-        return
-    character = Character(regularization.class_tokens, folder, regularization.repeats, False, "regularization")
-    images = scan_character(character).images
-    changed = write_folder(project.regularization_dir(stage), plan_regularization(images, regularization.class_tokens))
-    info(f"regularization: {len(images)} images linked ({changed} files updated) → "
-         f"{project.regularization_dir(stage)}")
-
-
-def stage1_weights(args: argparse.Namespace, project: Project) -> Path:
-    if args.from_file:
-        return Path(args.from_file).resolve()
-    if args.epoch is not None:
-        # kohya names per-epoch saves <output_name>-<epoch:06d>.safetensors
-        return project.output_dir / f"{project.output_name('stage1')}-{args.epoch:06d}.safetensors"
-    return project.lora_file("stage1")
-
-
-def trigger_tokens(project: Project, stage: str) -> list[str]:
-    names = [character.name for character in project.characters]
-    if stage == "stage1":
-        return names
-    groups = itertools.permutations(names, project.composite.group_size)
-    return names + ["/".join(group) + "/COMPOSITE" for group in groups]
-
-
-def stages_of(project: Project) -> tuple[str, ...]:
-    return ("joint",) if project.mode == "joint" else ("stage1", "stage2")
-
-
-def prepare_stage(args: argparse.Namespace, project: Project) -> tuple[list[str], Path | None, dict]:
-    """Scan, make the stage's images, render its TOMLs; return the trainer's argv and stage 2's input."""
-    if args.stage not in stages_of(project):
-        raise OnetwoError(f"{project.file}: project.mode is {project.mode!r}, which trains "
-                          f"{' then '.join(stages_of(project))}; run `onetwo train {stages_of(project)[0]}` or "
-                          "change project.mode")
-    scans = scan(project, args.workers, not args.no_progress)
-    weights = None
-    if args.stage in ("stage1", "joint"):
-        prepare_originals(project, scans)
-    if args.stage in ("stage2", "joint"):
-        make_composites(project, scans, args.workers, not args.no_progress, args.set)
-    prepare_regularization(project, args.stage)
-    if args.stage == "stage2":
-        if project.replay:
-            prepare_originals(project, scans, replay=True)
-        weights = stage1_weights(args, project)
-    record = provenance(args.stage, project.name, trigger_tokens(project, args.stage), project.sd_scripts, weights,
-                        project.manifest_file if args.stage != "stage1" else None)
-    rendered = render_stage(project, args.stage, scans, load_templates(project, args.stage), parse_set(args.set),
-                            weights, record)
-    config_file, dataset_file, prompts_file = write_stage(project, rendered)
-    info(f"{args.stage}: wrote {config_file}, {dataset_file}, {prompts_file}")
-    accelerate = {**project.accelerate, **dict(parse_assignment(item, "--accelerate") for item in args.accelerate)}
-    argv = command(project.train_script, config_file, dataset_file, accelerate, args.extra)
-    return argv, weights, rendered.flat_config()
+def request(args: argparse.Namespace) -> StageRequest:
+    return StageRequest(stage=getattr(args, "stage", ""), sets=tuple(getattr(args, "set", ())),
+                        accelerate=tuple(getattr(args, "accelerate", ())), extra=tuple(args.extra),
+                        from_file=getattr(args, "from_file", None), epoch=getattr(args, "epoch", None),
+                        workers=args.workers, progress=not args.no_progress)
 
 
 def cmd_check(args: argparse.Namespace, project: Project) -> int:
-    scans = scan(project, args.workers, not args.no_progress, tables=True)
-    long_captions = over_budget(composite_plan(project, scans))
-    problems = []
-    for stage in stages_of(project):
-        weights = project.lora_file("stage1") if stage == "stage2" else None
-        try:
-            render_stage(project, stage, scans, load_templates(project, stage), Overrides(), weights)
-        except OnetwoError as exc:
-            problems.append(str(exc))
-    problems += preflight(project.base_model, project.train_script, None)
-    if long_captions:
-        warn(f"{len(long_captions)} composite caption(s) may exceed {MAX_TOKEN_LENGTH} CLIP tokens; see "
-             "composite.trim_captions")
-    if project.mode == "sequential" and not project.lora_file("stage1").is_file():
-        info(f"stage 2 will continue from {project.lora_file('stage1')}, which stage 1 has not written yet")
-    if problems:
-        raise OnetwoError(f"{project.file}: {len(problems)} problem(s) to fix before training:", problems)
+    check_project(project, args.workers, not args.no_progress)
     info("check: no problems found")
     return 0
 
@@ -220,7 +57,7 @@ def cmd_preview(args: argparse.Namespace, project: Project) -> int:
 
 
 def cmd_render(args: argparse.Namespace, project: Project) -> int:
-    prepare_stage(args, project)
+    prepare_stage(project, request(args))
     return 0
 
 
@@ -231,66 +68,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace, project: Project) -> int:
-    lora = Path(args.lora).resolve()
-    read_metadata(lora)
-    scans = scan(project, args.workers, not args.no_progress)
-    sets = parse_set(args.set)
-    width, height = fit_size(PORTRAIT * 2, role_buckets(project, "composites", sets))
-    grid = matrix.cells(project, scans, width, height, args.steps or project.samples.steps, args.seed)
-    out_dir = project.work_dir / "matrix" / lora.stem
-    for old in (out_dir / "sample").glob("matrix_*.png"):
-        old.unlink()  # a stale sample would fill the cell of a prompt that failed this time
-    stage = stages_of(project)[0]
-    prepare_originals(project, scans)
-    rendered = render_stage(project, stage, scans, load_templates(project, stage), sets)
-    prompts_file = out_dir / "prompts.txt"
-    config = matrix.sampling_config(rendered.flat_config(), lora, out_dir, prompts_file)
-    mismatch = handoff_problems(lora, config)
-    if mismatch:
-        raise OnetwoError(f"{lora}: its network differs from the project's, so LyCORIS would load none of it:",
-                          mismatch)
-    write_text_atomic(prompts_file, "".join(cell.prompt_line + "\n" for cell in grid))
-    config_file, dataset_file = out_dir / "config.toml", out_dir / "dataset.toml"
-    write_toml(config_file, config, f"the pair matrix of {lora.name}")
-    write_toml(dataset_file, matrix.sampling_dataset(rendered.dataset), f"the pair matrix of {lora.name}")
-    accelerate = {**project.accelerate, **dict(parse_assignment(item, "--accelerate") for item in args.accelerate)}
-    argv = command(project.train_script, config_file, dataset_file, accelerate, args.extra)
-    require(preflight(project.base_model, project.train_script, None), "draw the pair matrix")
-    info(f"matrix: {shlex.join(argv)}")
-    code = run(argv, out_dir / "sample.log")
-    (out_dir / "matrix.safetensors").unlink(missing_ok=True)  # the zero-epoch run re-saves the LoRA unchanged
-    images = matrix.sample_files(out_dir, len(grid))
-    if code or len(images) != len(grid):
-        raise OnetwoError(f"sampling exited with {code} and drew {len(images)} of {len(grid)} images; its log: "
-                          f"{out_dir / 'sample.log'}")
-    target = Path(args.out).resolve() if args.out else project.work_dir / "matrix" / f"{lora.stem}.png"
-    info(f"matrix: {len(grid)} images → {matrix.assemble(grid, images, target)}")
+    matrix.draw(project, Path(args.lora).resolve(), request(args), args.steps, args.seed,
+                Path(args.out).resolve() if args.out else None)
     return 0
 
 
 def cmd_train(args: argparse.Namespace, project: Project) -> int:
-    argv, weights, flat = prepare_stage(args, project)
-    problems = preflight(project.base_model, project.train_script, weights)
-    if weights is not None and weights.is_file():
-        mismatch = handoff_problems(weights, flat)
-        if mismatch:
-            problems.append(f"{weights}: stage 2's network settings differ from stage 1's, and LyCORIS would "
-                            "silently drop the stage-1 weights; make them equal (or train stage 1 again):\n    "
-                            + "\n    ".join(mismatch))
+    prepared = prepare_stage(project, request(args))
     if args.dry_run:
-        for problem in problems:
+        for problem in launch_problems(project, prepared):
             warn(problem)
-        print(shlex.join(argv))
+        print(shlex.join(prepared.argv))
         return 0
-    require(problems, f"train {args.stage}")
-    info(f"{args.stage}: {shlex.join(argv)}")
-    code = run(argv, project.stage_dir(args.stage) / "train.log")
-    if code == 0:
-        info(f"{args.stage}: done → {project.lora_file(args.stage)}")
-    else:
-        info(f"{args.stage}: train_network.py exited with code {code}; its log: "
-             f"{project.stage_dir(args.stage) / 'train.log'}")
-    return code
+    return train_stage(project, args.stage, prepared)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ seeds by sd-scripts' own sampler, assembled into one PNG grid to judge identity 
 from __future__ import annotations
 
 import itertools
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +12,19 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from onetwo.buckets import fit_size
 from onetwo.captions import composite_caption, sample_prompt_line, single_caption, top_tags
+from onetwo.composite import PORTRAIT
 from onetwo.config import Project
 from onetwo.dataset import CharacterImages
+from onetwo.errors import OnetwoError
+from onetwo.fsutil import write_text_atomic
 from onetwo.imaging import save_image
+from onetwo.launch import command, preflight, require, run
+from onetwo.messages import info
+from onetwo.pipeline import StageRequest, accelerate_settings, prepare_originals, scan, stages_of
+from onetwo.provenance import handoff_problems, read_metadata
+from onetwo.render import load_templates, parse_set, render_stage, role_buckets, write_toml
 
 LABEL = 20
 # Keys that turn a training config into a sampling-only run: load the LoRA, sample before the first step, train
@@ -89,3 +99,42 @@ def assemble(grid: Sequence[Cell], images: Sequence[Path], target: Path) -> Path
     save_image(sheet, target, "png")
     return target
 
+
+
+def draw(project: Project, lora: Path, request: StageRequest, steps: int | None, seed: int,
+         out: Path | None) -> Path:
+    """Sample every cell of the matrix with `lora` through sd-scripts and assemble the grid; return its path."""
+    read_metadata(lora)
+    scans = scan(project, request.workers, request.progress)
+    sets = parse_set(request.sets)
+    width, height = fit_size(PORTRAIT * 2, role_buckets(project, "composites", sets))
+    grid = cells(project, scans, width, height, steps or project.samples.steps, seed)
+    out_dir = project.work_dir / "matrix" / lora.stem
+    for old in (out_dir / "sample").glob("matrix_*.png"):
+        old.unlink()  # a stale sample would fill the cell of a prompt that failed this time
+    stage = stages_of(project)[0]
+    prepare_originals(project, scans)
+    rendered = render_stage(project, stage, scans, load_templates(project, stage), sets)
+    prompts_file = out_dir / "prompts.txt"
+    config = sampling_config(rendered.flat_config(), lora, out_dir, prompts_file)
+    mismatch = handoff_problems(lora, config)
+    if mismatch:
+        raise OnetwoError(f"{lora}: its network differs from the project's, so LyCORIS would load none of it:",
+                          mismatch)
+    write_text_atomic(prompts_file, "".join(cell.prompt_line + "\n" for cell in grid))
+    config_file, dataset_file = out_dir / "config.toml", out_dir / "dataset.toml"
+    write_toml(config_file, config, f"the pair matrix of {lora.name}")
+    write_toml(dataset_file, sampling_dataset(rendered.dataset), f"the pair matrix of {lora.name}")
+    argv = command(project.train_script, config_file, dataset_file, accelerate_settings(project, request.accelerate),
+                   request.extra)
+    require(preflight(project.base_model, project.train_script, None), "draw the pair matrix")
+    info(f"matrix: {shlex.join(argv)}")
+    code = run(argv, out_dir / "sample.log")
+    (out_dir / "matrix.safetensors").unlink(missing_ok=True)  # the zero-epoch run re-saves the LoRA unchanged
+    images = sample_files(out_dir, len(grid))
+    if code or len(images) != len(grid):
+        raise OnetwoError(f"sampling exited with {code} and drew {len(images)} of {len(grid)} images; its log: "
+                          f"{out_dir / 'sample.log'}")
+    target = out or project.work_dir / "matrix" / f"{lora.stem}.png"
+    info(f"matrix: {len(grid)} images → {assemble(grid, images, target)}")
+    return target

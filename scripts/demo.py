@@ -21,8 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from onetwo.config import load_project  # noqa: E402 - after the sys.path entry, so a plain checkout works
 from onetwo.errors import OnetwoError  # noqa: E402
+from onetwo.project_file import load_project  # noqa: E402 - after the sys.path entry, so a plain checkout works
 
 NEEDED = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "lycoris", "safetensors")
 FIX = "make setup"

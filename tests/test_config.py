@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from onetwo.config import load_project, name_problem, parse_project
 from onetwo.errors import OnetwoError
+from onetwo.project_file import load_project, name_problem, parse_project
 from tests.conftest import project_data
 
 

@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from onetwo.cli import main
-from onetwo.config import Project, load_project
+from onetwo.config import Project
+from onetwo.project_file import load_project
 from onetwo.render import flatten_sections
 from tests.sdscripts import (
     CHARACTERS,

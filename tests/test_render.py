@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from onetwo.buckets import BucketSettings
-from onetwo.config import load_project
 from onetwo.dataset import scan_project
 from onetwo.errors import OnetwoError
+from onetwo.project_file import load_project
 from onetwo.render import flatten_sections, load_templates, parse_set, render_stage, sample_prompts
 
 if sys.version_info >= (3, 11):

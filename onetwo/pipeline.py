@@ -1,0 +1,239 @@
+"""The steps of a stage, in order: scan and check the images, link the originals, build the composites, render the
+kohya files with their provenance, launch the trainer. The CLI, `onetwo matrix` and the benchmarks call these."""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from onetwo.buckets import crop_fraction, fit_size, nearest_bucket
+from onetwo.build import BuildReport, build
+from onetwo.captions import MAX_TOKEN_LENGTH
+from onetwo.check import check_images, summary_table
+from onetwo.composite import CompositeJob, over_budget, plan
+from onetwo.config import Character, Overrides, Project
+from onetwo.dataset import CharacterImages, scan_character, scan_project
+from onetwo.errors import OnetwoError
+from onetwo.hashes import rehash_trained
+from onetwo.launch import command, preflight, require, run
+from onetwo.messages import info, warn
+from onetwo.originals import plan_folder, plan_regularization, replay_selection, write_folder
+from onetwo.provenance import handoff_problems, provenance
+from onetwo.render import load_templates, parse_assignment, parse_set, render_stage, role_buckets, write_stage
+
+CROP_WARNING = 0.02  # a share of the picture kohya may cut before onetwo warns
+
+
+def scan(project: Project, workers: int | None = None, progress: bool = True,
+         tables: bool = False) -> list[CharacterImages]:
+    """Scan the folders and decode-check every image; undecodable ones are skipped with the reason."""
+    found = scan_project(project)
+    usable, reports, notes = check_images(project, found, workers or project.composite.workers, progress)
+    buckets = role_buckets(project, "originals") if tables else None
+    for item, report in zip(usable, reports, strict=True):
+        if buckets:
+            print(summary_table(report, buckets, CROP_WARNING))
+        else:
+            missing = len(item.uncaptioned)
+            note = f", {missing} without a caption (the token alone is used)" if missing else ""
+            skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
+            info(f"{item.character.name}: {len(report.scan.images)} images{skipped}{note}, repeats {item.repeats} "
+                 f"({item.character.images})")
+        for message in item.warnings:
+            warn(message)
+    for message in notes:
+        warn(message)
+    empty = [f"{item.character.images}: no usable image for {item.character.name!r}" for item in usable
+             if not item.images]
+    if empty:
+        raise OnetwoError("nothing to train on:", empty)
+    return usable
+
+
+def composite_plan(project: Project, scans: Sequence[CharacterImages], sets: Sequence[str] = ()) -> list[CompositeJob]:
+    buckets = role_buckets(project, "composites", parse_set(sets))
+    return plan(scans, project.composite, lambda aspect: fit_size(aspect, buckets))
+
+
+def make_composites(project: Project, scans: Sequence[CharacterImages], workers: int | None,
+                    progress: bool, sets: Sequence[str] = ()) -> tuple[list[CompositeJob], BuildReport]:
+    settings = project.composite
+    jobs = composite_plan(project, scans, sets)
+    long_captions = over_budget(jobs)
+    if long_captions:
+        worst, tokens = max(long_captions, key=lambda item: item[1])
+        warn(f"{len(long_captions)} of {len(jobs)} composite captions may exceed {MAX_TOKEN_LENGTH} CLIP tokens "
+             f"and be cut by kohya (longest: {worst.stem}, about {tokens}); shorten the tag files or set "
+             "composite.trim_captions = true")
+    if settings.width and settings.height and jobs:
+        buckets = role_buckets(project, "composites", parse_set(sets)).buckets()
+        bucket = nearest_bucket(settings.width, settings.height, buckets)
+        lost = crop_fraction(settings.width, settings.height, bucket)
+        if lost > CROP_WARNING:
+            warn(f"{settings.width}x{settings.height} composites land in kohya's {bucket[0]}x{bucket[1]} bucket, "
+                 f"whose centre crop cuts {lost:.0%} of each; leave composite.width and height unset to size them "
+                 "to a bucket")
+    report = build(jobs, settings.format, project.composite_dir, project.manifest_file,
+                   workers if workers is not None else settings.workers, progress)
+    info(f"composites: {len(jobs)} planned, {report.built} built, {report.skipped} unchanged, "
+         f"{len(report.removed)} removed → {project.composite_dir}")
+    if report.foreign:
+        warn(f"{project.composite_dir} holds {len(report.foreign)} file(s) onetwo did not make, which kohya will "
+             f"train on too: {', '.join(report.foreign[:5])}")
+    if report.failed:
+        raise OnetwoError(f"{len(report.failed)} composite(s) could not be built:", report.failed)
+    return jobs, report
+
+
+def prepare_originals(project: Project, scans: Sequence[CharacterImages], replay: bool = False) -> None:
+    """Link the originals (or stage 2's replayed share of them) into the work dir, with onetwo's captions."""
+    folder = project.replay_dir if replay else project.originals_dir
+    changed = linked = 0
+    for item in scans:
+        entries = plan_folder(item, project.single_caption)
+        if replay:
+            entries = replay_selection(entries, project.replay, project.composite.seed)
+        changed += write_folder(folder / item.character.slug, entries)
+        linked += len(entries)
+    what = "replayed originals" if replay else "originals"
+    info(f"{what}: {linked} images linked with captions ({changed} files updated) → {folder}")
+
+
+def prepare_regularization(project: Project, stage: str) -> None:
+    regularization = project.regularization
+    folder = regularization.folders.get(stage)
+    if folder is None:
+        return
+    character = Character(regularization.class_tokens, folder, regularization.repeats, False, "regularization")
+    images = scan_character(character).images
+    changed = write_folder(project.regularization_dir(stage), plan_regularization(images, regularization.class_tokens))
+    info(f"regularization: {len(images)} images linked ({changed} files updated) → "
+         f"{project.regularization_dir(stage)}")
+
+
+def stage1_weights(project: Project, from_file: str | None = None, epoch: int | None = None) -> Path:
+    if from_file:
+        return Path(from_file).resolve()
+    if epoch is not None:
+        # kohya names per-epoch saves <output_name>-<epoch:06d>.safetensors
+        return project.output_dir / f"{project.output_name('stage1')}-{epoch:06d}.safetensors"
+    return project.lora_file("stage1")
+
+
+def trigger_tokens(project: Project, stage: str) -> list[str]:
+    names = [character.name for character in project.characters]
+    if stage == "stage1":
+        return names
+    groups = itertools.permutations(names, project.composite.group_size)
+    return names + ["/".join(group) + "/COMPOSITE" for group in groups]
+
+
+def stages_of(project: Project) -> tuple[str, ...]:
+    return ("joint",) if project.mode == "joint" else ("stage1", "stage2")
+
+
+@dataclass(frozen=True)
+class StageRequest:
+    """What the command line asks of one stage: overrides, accelerate options, stage 2's input, trainer arguments."""
+
+    stage: str
+    sets: Sequence[str] = ()
+    accelerate: Sequence[str] = ()
+    extra: Sequence[str] = ()
+    from_file: str | None = None
+    epoch: int | None = None
+    workers: int | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class PreparedStage:
+    argv: list[str]
+    weights: Path | None
+    flat_config: dict[str, Any]
+
+
+def accelerate_settings(project: Project, items: Sequence[str]) -> dict[str, Any]:
+    return {**project.accelerate, **dict(parse_assignment(item, "--accelerate") for item in items)}
+
+
+def prepare_stage(project: Project, request: StageRequest) -> PreparedStage:
+    """Scan, make the stage's images, render its TOMLs; return the trainer's argv and stage 2's input."""
+    stage = request.stage
+    if stage not in stages_of(project):
+        raise OnetwoError(f"{project.file}: project.mode is {project.mode!r}, which trains "
+                          f"{' then '.join(stages_of(project))}; run `onetwo train {stages_of(project)[0]}` or "
+                          "change project.mode")
+    cli_overrides = parse_set(request.sets)
+    scans = scan(project, request.workers, request.progress)
+    weights = None
+    if stage in ("stage1", "joint"):
+        prepare_originals(project, scans)
+    if stage in ("stage2", "joint"):
+        make_composites(project, scans, request.workers, request.progress, request.sets)
+    prepare_regularization(project, stage)
+    if stage == "stage2":
+        if project.replay:
+            prepare_originals(project, scans, replay=True)
+        weights = stage1_weights(project, request.from_file, request.epoch)
+    record = provenance(stage, project.name, trigger_tokens(project, stage), project.sd_scripts, weights,
+                        project.manifest_file if stage != "stage1" else None)
+    rendered = render_stage(project, stage, scans, load_templates(project, stage), cli_overrides, weights, record)
+    config_file, dataset_file, prompts_file = write_stage(project, rendered)
+    info(f"{stage}: wrote {config_file}, {dataset_file}, {prompts_file}")
+    argv = command(project.train_script, config_file, dataset_file, accelerate_settings(project, request.accelerate),
+                   request.extra)
+    return PreparedStage(argv, weights, rendered.flat_config())
+
+
+def check_project(project: Project, workers: int | None = None, progress: bool = True) -> None:
+    """Everything `onetwo check` looks at; raises one OnetwoError listing every problem."""
+    scans = scan(project, workers, progress, tables=True)
+    long_captions = over_budget(composite_plan(project, scans))
+    problems = []
+    for stage in stages_of(project):
+        weights = project.lora_file("stage1") if stage == "stage2" else None
+        try:
+            render_stage(project, stage, scans, load_templates(project, stage), Overrides(), weights)
+        except OnetwoError as exc:
+            problems.append(str(exc))
+    problems += preflight(project.base_model, project.train_script, None)
+    if long_captions:
+        warn(f"{len(long_captions)} composite caption(s) may exceed {MAX_TOKEN_LENGTH} CLIP tokens; see "
+             "composite.trim_captions")
+    if project.mode == "sequential" and not project.lora_file("stage1").is_file():
+        info(f"stage 2 will continue from {project.lora_file('stage1')}, which stage 1 has not written yet")
+    if problems:
+        raise OnetwoError(f"{project.file}: {len(problems)} problem(s) to fix before training:", problems)
+
+
+def launch_problems(project: Project, prepared: PreparedStage) -> list[str]:
+    """What stops a prepared stage from training: missing inputs, and a stage-1 network stage 2 cannot continue."""
+    problems = preflight(project.base_model, project.train_script, prepared.weights)
+    weights = prepared.weights
+    if weights is not None and weights.is_file():
+        mismatch = handoff_problems(weights, prepared.flat_config)
+        if mismatch:
+            problems.append(f"{weights}: stage 2's network settings differ from stage 1's, and LyCORIS would "
+                            "silently drop the stage-1 weights; make them equal (or train stage 1 again):\n    "
+                            + "\n    ".join(mismatch))
+    return problems
+
+
+def train_stage(project: Project, stage: str, prepared: PreparedStage) -> int:
+    """Run the trainer on a prepared stage, its output streamed and logged; return its exit code."""
+    require(launch_problems(project, prepared), f"train {stage}")
+    log = project.stage_dir(stage) / "train.log"
+    info(f"{stage}: {shlex.join(prepared.argv)}")
+    code = run(prepared.argv, log)
+    if code == 0:
+        info(f"{stage}: done → {project.lora_file(stage)}")
+        for line in rehash_trained(prepared.flat_config):
+            info(f"{stage}: {line}")
+    else:
+        info(f"{stage}: {project.train_script.name} exited with code {code}; its log: {log}")
+    return code

@@ -1,0 +1,284 @@
+"""The project file: read strictly, validated once, every path resolved against the file; → `config.Project`."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from onetwo.captions import template_problem
+from onetwo.config import (
+    DEFAULT_SINGLE_CAPTION,
+    FORMATS,
+    GROUP_CAPTION,
+    LAYOUTS,
+    MODES,
+    REPO_ROOT,
+    STAGES,
+    TRAIN_SCRIPTS,
+    Character,
+    CompositeSettings,
+    Overrides,
+    Project,
+    Regularization,
+    SampleSettings,
+)
+from onetwo.errors import OnetwoError
+from onetwo.strict import TableReader
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# A name becomes the first caption token and part of the `A/B/COMPOSITE` token: these would split or break it.
+# kohya's sample-prompt parser reads these option codes even at the start of the prompt itself.
+KOHYA_PROMPT_OPTION = r"(w|h|d|s|l|g|n|ss|cn|ctr|rcfg|fs) "
+FORBIDDEN_IN_NAME = {",": "a comma splits the caption token", "/": "'/' separates names in the composite token",
+                     "\\": "a backslash is a path separator", "{": "braces are caption template syntax",
+                     "}": "braces are caption template syntax"}
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a character token, or None when it can."""
+    if not name.strip():
+        return "must not be empty"
+    if name != name.strip():
+        return "must not start or end with whitespace"
+    for char, why in FORBIDDEN_IN_NAME.items():
+        if char in name:
+            return f"must not contain {char!r} ({why})"
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        return "must not contain control characters"
+    if "--" in name:
+        return "must not contain '--' (it starts an option in kohya's sample prompt syntax)"
+    if name.upper() == "COMPOSITE":
+        return "'COMPOSITE' is the composite token"
+    if re.match(KOHYA_PROMPT_OPTION, name, re.IGNORECASE):
+        return "must not start like a kohya sample-prompt option (a letter code and a space, e.g. 'n ' or 'w ')"
+    return None
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
+    return slug or "character"
+
+
+def _unique_slugs(names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    slugs = []
+    for index, name in enumerate(names):
+        slug = slugify(name)
+        if slug.lower() in seen:
+            slug = f"{slug}_{index + 1}"
+        seen.add(slug.lower())
+        slugs.append(slug)
+    return slugs
+
+
+def _parse_color(reader: TableReader, value: Any, path: str) -> tuple[int, int, int]:
+    if isinstance(value, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        return (int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16))
+    reader.problem(path, f"must be a colour like \"#ffffff\", got {value!r}")
+    return (255, 255, 255)
+
+
+def _parse_characters(reader: TableReader, raw: Any, base: Path) -> tuple[Character, ...]:
+    if not isinstance(raw, list) or not raw:
+        reader.problem("characters", "add at least two [[characters]] tables with name and images")
+        return ()
+    names: list[str] = []
+    entries: list[tuple[str, Path, int | None, bool]] = []
+    for index, item in enumerate(raw):
+        path = f"characters[{index}]"
+        table = reader.table(item, path)
+        reader.unknown(table, path, {"name", "images", "repeats", "recursive"})
+        name = reader.get(table, path, "name", str, "", required=True)
+        images = reader.get(table, path, "images", str, "", required=True)
+        repeats = reader.get(table, path, "repeats", int, None)
+        if repeats is not None and repeats < 1:
+            reader.problem(f"{path}.repeats", f"must be at least 1, got {repeats}")
+        recursive = reader.get(table, path, "recursive", bool, False)
+        if "name" in table and (why := name_problem(name)):
+            reader.problem(f"{path}.name", f"{name!r} {why}; rename the character")
+        if name and name.casefold() in (seen.casefold() for seen in names):
+            reader.problem(f"{path}.name", f"{name!r} is used by another character; names must be unique")
+        names.append(name)
+        # abspath, not resolve: a symlinked folder keeps its own name (check reports where it points).
+        entries.append((name, Path(os.path.abspath(base / images)), repeats, recursive))
+    if len(entries) < 2:
+        reader.problem("characters", "the 1to2 method needs at least two characters; add another [[characters]]")
+    slugs = _unique_slugs(names)
+    return tuple(Character(name, images, repeats, recursive, slug)
+                 for (name, images, repeats, recursive), slug in zip(entries, slugs, strict=True))
+
+
+def _parse_composite(reader: TableReader, raw: Any) -> CompositeSettings:
+    path = "composite"
+    table = reader.table(raw, path)
+    defaults = CompositeSettings()
+    reader.unknown(table, path, set(CompositeSettings.__dataclass_fields__))
+    group_size = reader.get(table, path, "group_size", int, defaults.group_size)
+    if group_size not in (2, 3):
+        reader.problem(f"{path}.group_size", f"must be 2 (pairs) or 3 (trios), got {group_size}")
+        group_size = 2
+    caption = reader.get(table, path, "caption", str, defaults.caption if group_size == 2 else GROUP_CAPTION)
+    if why := template_problem(caption, group_size):
+        reader.problem(f"{path}.caption", why)
+    layout = reader.get(table, path, "layout", str, defaults.layout)
+    if layout not in LAYOUTS:
+        reader.problem(f"{path}.layout", f"must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    mirror = reader.get(table, path, "mirror", (int, float), defaults.mirror)
+    if not 0 <= mirror <= 1:
+        reader.problem(f"{path}.mirror", f"is the share of composites mirrored (0 to 1), got {mirror}")
+    fmt = reader.get(table, path, "format", str, defaults.format)
+    if fmt not in FORMATS:
+        reader.problem(f"{path}.format", f"must be one of {', '.join(FORMATS)} (lossless), got {fmt!r}")
+    anchor = reader.get(table, path, "vertical_anchor", (int, float), defaults.vertical_anchor)
+    if not 0 <= anchor <= 1:
+        reader.problem(f"{path}.vertical_anchor", f"must be between 0 (top) and 1 (bottom), got {anchor}")
+    settings = CompositeSettings(
+        per_pair=reader.positive_int(table, path, "per_pair", defaults.per_pair),
+        seed=reader.get(table, path, "seed", int, defaults.seed),
+        caption=caption,
+        group_size=group_size,
+        width=reader.positive_int(table, path, "width", 64, minimum=64) if "width" in table else None,
+        height=reader.positive_int(table, path, "height", 64, minimum=64) if "height" in table else None,
+        layout=layout,
+        mirror=float(mirror),
+        gap=reader.positive_int(table, path, "gap", defaults.gap, minimum=0),
+        background=_parse_color(reader, table["background"], f"{path}.background") if "background" in table
+        else defaults.background,
+        vertical_anchor=float(anchor),
+        format=fmt,
+        repeats=reader.positive_int(table, path, "repeats", defaults.repeats),
+        trim_captions=reader.get(table, path, "trim_captions", bool, defaults.trim_captions),
+        workers=reader.positive_int(table, path, "workers", defaults.workers, minimum=0),
+    )
+    if (settings.width is None) != (settings.height is None):
+        reader.problem(path, "set both width and height, or neither (then the nearest kohya bucket is used)")
+    if settings.width and settings.gap * (group_size - 1) >= settings.width // 2:
+        reader.problem(f"{path}.gap", f"is too wide for a {settings.width} px composite")
+    return settings
+
+
+def _parse_regularization(reader: TableReader, raw: Any, base: Path) -> Regularization:
+    path = "regularization"
+    table = reader.table(raw, path)
+    reader.unknown(table, path, {*STAGES, "class_tokens", "repeats"})
+    folders = {stage: Path(os.path.abspath(base / folder)) for stage in STAGES
+               if (folder := reader.get(table, path, stage, str, None))}
+    class_tokens = reader.get(table, path, "class_tokens", str, "")
+    if folders and not class_tokens:
+        reader.problem(f"{path}.class_tokens", "missing: the caption of regularization images without a .txt "
+                       "(e.g. \"1girl\")")
+    return Regularization(folders, class_tokens, reader.positive_int(table, path, "repeats", 1))
+
+
+def _parse_samples(reader: TableReader, raw: Any) -> SampleSettings:
+    path = "samples"
+    table = reader.table(raw, path)
+    defaults = SampleSettings()
+    reader.unknown(table, path, set(SampleSettings.__dataclass_fields__))
+    return SampleSettings(
+        negative=reader.get(table, path, "negative", str, defaults.negative),
+        steps=reader.positive_int(table, path, "steps", defaults.steps),
+        scale=float(reader.get(table, path, "scale", (int, float), defaults.scale)),
+        seed=reader.get(table, path, "seed", int, defaults.seed),
+        tags_per_character=reader.positive_int(table, path, "tags_per_character", defaults.tags_per_character, 0),
+        seeds=reader.positive_int(table, path, "seeds", defaults.seeds),
+    )
+
+
+def _parse_overrides(reader: TableReader, raw: Any, path: str) -> Overrides:
+    table = dict(reader.table(raw, path))
+    dataset = reader.table(table.pop("dataset", {}), f"{path}.dataset")
+    subset = reader.table(table.pop("subset", {}), f"{path}.subset")
+    return Overrides(train=table, dataset=dict(dataset), subset=dict(subset))
+
+
+def default_templates(model: str) -> Path:
+    return REPO_ROOT / "templates" / ("sdxl" if model == "sdxl" else "")
+
+
+def _default_sd_scripts() -> Path:
+    from_env = os.environ.get("ONETWO_SD_SCRIPTS")
+    return Path(from_env).expanduser() if from_env else REPO_ROOT / "third_party" / "sd-scripts"
+
+
+def parse_project(data: dict[str, Any], file: Path) -> Project:
+    """Validate the parsed project file; raise one OnetwoError listing every problem."""
+    file = file.resolve()
+    base = file.parent
+    problems: list[str] = []
+    reader = TableReader(file, problems)
+    reader.unknown(data, "", {"project", "characters", "composite", "samples", "accelerate", "regularization",
+                              "training", *STAGES})
+    project = reader.table(data.get("project", {}), "project")
+    reader.unknown(project, "project", {"name", "base_model", "work_dir", "output_dir", "sd_scripts", "templates",
+                                        "caption", "model", "mode", "replay"})
+    model = reader.get(project, "project", "model", str, "sd1")
+    if model not in TRAIN_SCRIPTS:
+        reader.problem("project.model", f"must be one of {', '.join(TRAIN_SCRIPTS)}, got {model!r}")
+    mode = reader.get(project, "project", "mode", str, "sequential")
+    if mode not in MODES:
+        reader.problem("project.mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+    replay = reader.get(project, "project", "replay", (int, float), 0.0)
+    if not 0 <= replay <= 1:
+        reader.problem("project.replay", f"is the share of originals stage 2 trains on too (0 to 1), got {replay}")
+    name = reader.get(project, "project", "name", str, "", required=True)
+    if name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        reader.problem("project.name", f"{name!r} names output files: use letters, digits, '.', '_' or '-'")
+    base_model = reader.get(project, "project", "base_model", str, "", required=True)
+    single_caption = reader.get(project, "project", "caption", str, DEFAULT_SINGLE_CAPTION)
+    if "{name}" not in single_caption:
+        reader.problem("project.caption", "must contain {name} (the character token comes first)")
+    work_dir = reader.get(project, "project", "work_dir", str, "build")
+    output_dir = reader.get(project, "project", "output_dir", str, "output")
+    sd_scripts = reader.get(project, "project", "sd_scripts", str, None)
+    templates = reader.get(project, "project", "templates", str, None)
+    characters = _parse_characters(reader, data.get("characters"), base)
+    composite = _parse_composite(reader, data.get("composite", {}))
+    samples = _parse_samples(reader, data.get("samples", {}))
+    regularization = _parse_regularization(reader, data.get("regularization", {}), base)
+    accelerate = dict(reader.table(data.get("accelerate", {}), "accelerate"))
+    for key, value in accelerate.items():
+        if not isinstance(value, (str, int, float, bool)):
+            reader.problem(f"accelerate.{key}", "must be a string, number or true/false")
+    overrides = {key: _parse_overrides(reader, data.get(key, {}), key) for key in ("training", *STAGES)}
+    if problems:
+        raise OnetwoError(f"{file}: the project file has {len(problems)} problem(s):", problems)
+    return Project(
+        file=file,
+        name=name,
+        base_model=(base / base_model).resolve(),
+        work_dir=(base / work_dir).resolve(),
+        output_dir=(base / output_dir).resolve(),
+        sd_scripts=(base / sd_scripts).resolve() if sd_scripts else _default_sd_scripts().resolve(),
+        templates=(base / templates).resolve() if templates else default_templates(model),
+        single_caption=single_caption,
+        model=model,
+        mode=mode,
+        replay=float(replay),
+        characters=characters,
+        composite=composite,
+        samples=samples,
+        accelerate=accelerate,
+        regularization=regularization,
+        overrides=overrides,
+    )
+
+
+def load_project(file: Path) -> Project:
+    if not file.is_file():
+        raise OnetwoError(f"{file}: no such project file; write one (see README, 'The project file') "
+                          "or pass --project PATH")
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise OnetwoError(f"{file}: not UTF-8 text ({exc.reason}); save it as UTF-8") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise OnetwoError(f"{file}: not valid TOML: {exc}") from exc
+    return parse_project(data, file)
