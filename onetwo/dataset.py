@@ -43,10 +43,33 @@ class CharacterImages:
         return tuple(image for image in self.images if not image.captioned)
 
 
+@dataclass(frozen=True)
+class KohyaFolder:
+    """kohya's `<repeats>_<token> <class>` folder name: `10_alice girl` → 10, "alice", "girl"."""
+
+    repeats: int
+    token: str
+    class_token: str
+
+    @property
+    def caption(self) -> str:
+        """What kohya captions an image of the folder with when it has no caption file."""
+        return f"{self.token} {self.class_token}".strip()
+
+
+def kohya_folder(folder_name: str) -> KohyaFolder | None:
+    """Parse kohya's folder convention (sd-scripts: repeats before the first '_', the rest is the caption); None
+    when the name does not follow it. A dataset TOML ignores the convention, so onetwo writes it out explicitly."""
+    match = KOHYA_REPEATS_FOLDER.match(folder_name)
+    if not match or int(match.group(1)) < 1:
+        return None
+    token, _, class_token = match.group(2).strip().partition(" ")
+    return KohyaFolder(int(match.group(1)), token, class_token.strip())
+
+
 def repeats_from_folder(folder: Path) -> int | None:
-    """kohya's `10_name` folder convention; a dataset TOML ignores it, so onetwo writes it as num_repeats."""
-    match = KOHYA_REPEATS_FOLDER.match(folder.name)
-    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
+    parsed = kohya_folder(folder.name)
+    return parsed.repeats if parsed else None
 
 
 def read_caption(path: Path) -> tuple[str, ...]:
