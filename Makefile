@@ -8,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 DEMO := examples/trio/onetwo.toml
 
-.PHONY: install setup test lint bench demo check composites preview stage1 stage2 joint
+.PHONY: install setup test lint bench demo check composites preview stage1 stage2 joint gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,13 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_composite.py
+	$(PY) benchmarks/bench_eval.py
 
 demo: $(VENV)/.trainer
 	$(PY) scripts/demo.py $(DEMO)
+
+gpu-check: $(VENV)/.trainer  ## both stages with the reference GPU settings on the tiny model; s/step, peak GPU memory
+	$(PY) scripts/gpu_check.py
 
 check: $(VENV)/.installed
 	$(ONETWO) check

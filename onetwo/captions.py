@@ -19,9 +19,16 @@ def parse_tags(text: str) -> tuple[str, ...]:
     return tuple(tag for tag in (part.strip() for part in re.split(r"[,\n]", text)) if tag)
 
 
-def without_token(tags: Sequence[str], name: str) -> tuple[str, ...]:
-    """The tags minus the character's own token, which the caption template places first anyway."""
-    return tuple(tag for tag in tags if tag.casefold() != name.casefold())
+def tag_key(tag: str) -> str:
+    """A tag as boorus and kohya users spell it interchangeably: any case, `_` or any run of spaces between words."""
+    return " ".join(tag.replace("_", " ").split()).casefold()
+
+
+def without_token(tags: Sequence[str], name: str, class_token: str = "") -> tuple[str, ...]:
+    """The tags minus the character's own token (the name, or the name and its class: `alice girl`), which the
+    caption template places first anyway."""
+    dropped = {tag_key(name), tag_key(f"{name} {class_token}")}
+    return tuple(tag for tag in tags if tag_key(tag) not in dropped)
 
 
 def join_caption(text: str) -> str:
@@ -29,13 +36,23 @@ def join_caption(text: str) -> str:
     return ", ".join(part.strip() for part in text.split(",") if part.strip())
 
 
-def single_caption(template: str, name: str, tags: Sequence[str]) -> str:
-    return join_caption(template.format(name=name, tags=", ".join(without_token(tags, name))))
+def single_caption(template: str, name: str, tags: Sequence[str], class_token: str = "") -> str:
+    """`{name}` is the kohya token, the name then its class (`alice girl`): one token, which keep_tokens keeps."""
+    token = f"{name} {class_token}".strip()
+    return join_caption(template.format(name=token, tags=", ".join(without_token(tags, name, class_token))))
 
 
-def composite_fields(names: Sequence[str], tags: Sequence[Sequence[str]]) -> dict[str, str]:
-    """Template fields, left to right: {names} "A/B", {tags}, {name1}/{tags1}..., and {left}/{right}... for pairs."""
-    sides = [", ".join(without_token(side, name)) for side, name in zip(tags, names, strict=True)]
+def composite_fields(names: Sequence[str], tags: Sequence[Sequence[str]],
+                     stand_ins: Sequence[str] = ()) -> dict[str, str]:
+    """Template fields, left to right: {names} "A/B", {tags}, {name1}/{tags1}..., and {left}/{right}... for pairs.
+
+    The sides' count tags become one set at the front (`merge_count_tags`); a side left with no tags is captioned
+    with its stand-in (the class token or the name), so the next side's tags never slide into its place.
+    """
+    front, own = merge_count_tags([without_token(side, name) for side, name in zip(tags, names, strict=True)])
+    filled = [list(side) or [stand_in] for side, stand_in in zip(own, stand_ins or names, strict=True)]
+    filled[0][:0] = front
+    sides = [", ".join(side) for side in filled]
     fields = {"names": "/".join(names), "tags": ", ".join(sides)}
     for index, (name, side) in enumerate(zip(names, sides, strict=True), start=1):
         fields[f"name{index}"], fields[f"tags{index}"] = name, side
@@ -44,8 +61,9 @@ def composite_fields(names: Sequence[str], tags: Sequence[Sequence[str]]) -> dic
     return fields
 
 
-def composite_caption(template: str, names: Sequence[str], tags: Sequence[Sequence[str]]) -> str:
-    return join_caption(template.format(**composite_fields(names, tags)))
+def composite_caption(template: str, names: Sequence[str], tags: Sequence[Sequence[str]],
+                      stand_ins: Sequence[str] = ()) -> str:
+    return join_caption(template.format(**composite_fields(names, tags, stand_ins)))
 
 
 def template_problem(template: str, group_size: int) -> str | None:
@@ -98,14 +116,15 @@ def count_tokens(text: str, limit: int = MAX_TOKEN_LENGTH) -> tuple[int, bool]:
 
 
 def trim_to_budget(template: str, names: Sequence[str], tags: Sequence[Sequence[str]],
-                   limit: int = MAX_TOKEN_LENGTH, counter: Callable[[str], int] = estimate_tokens) -> str:
+                   limit: int = MAX_TOKEN_LENGTH, counter: Callable[[str], int] = estimate_tokens,
+                   stand_ins: Sequence[str] = ()) -> str:
     """Drop trailing tags from the longest side first, so both characters keep their leading tags."""
     sides = [list(without_token(side, name)) for side, name in zip(tags, names, strict=True)]
-    caption = composite_caption(template, names, sides)
+    caption = composite_caption(template, names, sides, stand_ins)
     while counter(caption) > limit and any(sides):
         longest = max(range(len(sides)), key=lambda index: (len(sides[index]), -index))
         sides[longest].pop()
-        caption = composite_caption(template, names, sides)
+        caption = composite_caption(template, names, sides, stand_ins)
     return caption
 
 
@@ -118,9 +137,81 @@ def top_tags(tag_lists: Sequence[Sequence[str]], name: str, count: int) -> tuple
 
 def sample_prompt_line(prompt: str, negative: str, width: int, height: int, steps: int, scale: float,
                        seed: int) -> str:
-    """One line of kohya's sample-prompt syntax; sizes rounded down to multiples of 8 as kohya does."""
+    """One line of kohya's sample-prompt syntax; sizes rounded down to multiples of 8 as kohya does. The prompt is
+    a caption, which kohya trained on as literal text: it is escaped so the sampler reads it the same way (the
+    negative prompt is the user's own prompt syntax and stays as written)."""
     options = [f"--w {max(64, width // 8 * 8)}", f"--h {max(64, height // 8 * 8)}", f"--s {steps}",
                f"--l {scale:g}", f"--d {seed}"]
     if negative:
         options.insert(0, f"--n {negative}")
-    return " ".join([prompt, *options])
+    return " ".join([prompt_escape(prompt), *options])
+
+
+# Booru tags that count the figures of a picture (`1girl`, `2boys`, `6+girls`, `1other`): each side of a composite
+# brings its own, while the composite holds them all.
+_COUNT_TAG = re.compile(r"(\d+)\+?(girl|boy|other)s?")
+COUNT_KINDS = ("girl", "boy", "other")
+# A composite is never `solo`; `multiple girls` says "two or more" without a number, so counts cannot be summed.
+_SOLO_TAGS = frozenset({"solo", "solo focus"})
+_VAGUE_COUNTS = frozenset({"multiple girls", "multiple boys", "multiple others"})
+
+
+def count_tag(tag: str) -> tuple[str, int] | None:
+    """("girl", 2) for `2girls` (`6+girls` counts 6), None for a tag that counts nothing."""
+    match = _COUNT_TAG.fullmatch(tag_key(tag))
+    return (match.group(2), int(match.group(1))) if match and int(match.group(1)) > 0 else None
+
+
+def count_tags_for(totals: dict[str, int]) -> tuple[str, ...]:
+    """{"girl": 2, "boy": 1} → ("2girls", "1boy"): booru spelling, girls then boys then others, 6 and up `6+`."""
+    spelled = []
+    for kind in COUNT_KINDS:
+        number = totals.get(kind, 0)
+        if number == 1:
+            spelled.append(f"1{kind}")
+        elif number > 1:
+            spelled.append(f"{min(number, 6)}{'+' if number >= 6 else ''}{kind}s")
+    return tuple(spelled)
+
+
+def merge_count_tags(sides: Sequence[Sequence[str]]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """(count tags of the whole composite, each side's tags without them), for the caption's front.
+
+    `solo` and `solo focus` are dropped from every side. When every side counts its figures (`1girl`, `1boy`), the
+    counts are summed into one set (`1girl` + `1girl` → `2girls`; `1girl` + `1boy` → `1girl, 1boy`); when a side
+    says nothing countable (no count tag, or only `multiple girls`), every side keeps its own count tags.
+    """
+    kept = [tuple(tag for tag in side if tag_key(tag) not in _SOLO_TAGS) for side in sides]
+    counts = [[found for tag in side if (found := count_tag(tag))] for side in kept]
+    vague = any(tag_key(tag) in _VAGUE_COUNTS for side in kept for tag in side)
+    if vague or not all(counts):
+        return (), kept
+    totals: Counter[str] = Counter()
+    for side in counts:
+        for kind, number in side:
+            totals[kind] += number
+    return count_tags_for(totals), [tuple(tag for tag in side if not count_tag(tag)) for side in kept]
+
+
+def prompt_escape(text: str) -> str:
+    """`rin_(fate)` → `rin_\\(fate\\)`: the text as literal text for kohya's sampler and the generation UIs, whose
+    prompt parsers read `(…)` and `[…]` as attention weights (a backslash escapes a bracket and itself)."""
+    return re.sub(r"([\\()\[\]])", r"\\\1", text)
+
+
+# What the sampler and the UIs read as attention (`(smile:1.2)`, `(smile)`, `[smile]`, NovelAI's `{smile}`) or as
+# an escape (`rin_\(fate\)`); in a training caption kohya keeps all of it as literal text.
+_WEIGHTING = (
+    (re.compile(r"\([^()]*:\s*[+-]?(\d+\.?\d*|\.\d+)\s*\)"), "a weight"),
+    (re.compile(r"^\(.*\)$|^\[.*\]$|^\{.*\}$"), "emphasis brackets"),
+    (re.compile(r"\\[()\[\]]"), "escaped brackets"),
+)
+
+
+def weighting_syntax(tag: str) -> str | None:
+    """What prompt-weighting syntax `tag` holds ("a weight", "emphasis brackets", "escaped brackets"), or None.
+    Booru names like `rin_(fate)` are plain tags: only a bracket around the whole tag reads as emphasis."""
+    for pattern, what in _WEIGHTING:
+        if pattern.search(tag.strip()):
+            return what
+    return None

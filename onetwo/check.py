@@ -24,8 +24,9 @@ from onetwo.captions import count_tokens, single_caption
 from onetwo.config import Project
 from onetwo.dataset import CharacterImages, SourceImage
 from onetwo.fsutil import write_text_atomic
+from onetwo.imaging import kohya_difference
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ImageFacts:
     mode: str = ""
     digest: str = ""
     problem: str | None = None
+    kohya_differs: str = ""  # see imaging.kohya_difference: then stage 1 trains on a normalised copy
 
 
 @dataclass
@@ -65,6 +67,7 @@ def inspect_image(path: str) -> ImageFacts:
                 if image.format == "JPEG":
                     image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                 image.load()
+                differs = kohya_difference(image)
     except Image.DecompressionBombError:
         return ImageFacts(problem=f"larger than Pillow's decompression-bomb limit ({Image.MAX_IMAGE_PIXELS * 2:,} "
                                   "pixels); downscale it")
@@ -72,7 +75,7 @@ def inspect_image(path: str) -> ImageFacts:
         return ImageFacts(problem="not an image Pillow can read (wrong extension, or not an image at all)")
     except (OSError, SyntaxError, ValueError) as exc:
         return ImageFacts(problem=f"cannot be decoded ({exc}); re-export it")
-    return ImageFacts(width, height, mode, hashlib.sha1(data).hexdigest())
+    return ImageFacts(width, height, mode, hashlib.sha1(data).hexdigest(), kohya_differs=differs)
 
 
 def _load_cache(path: Path) -> dict[str, dict]:
@@ -134,9 +137,11 @@ def check_images(project: Project, scans: Sequence[CharacterImages], workers: in
                 where = "" if owner == scan.character.name else f" of character {owner!r}"
                 notes.append(f"{image.path}: the same file as {other}{where}; it will be trained on twice")
             first_seen.setdefault(fact.digest, (scan.character.name, image.path))
-            report.usable.append(replace(image, width=fact.width, height=fact.height))
+            report.usable.append(replace(image, width=fact.width, height=fact.height,
+                                         kohya_differs=fact.kohya_differs))
             report.sizes.append((fact.width, fact.height))
-            caption = single_caption(project.single_caption, scan.character.name, image.tags)
+            caption = single_caption(project.single_caption, scan.character.name, image.tags,
+                                     scan.character.class_token)
             tokens, _ = count_tokens(caption)
             if tokens > report.longest_caption[0]:
                 report.longest_caption = (tokens, image.rel)
@@ -162,6 +167,13 @@ def bucket_summary(report: CharacterReport, buckets: BucketSettings, threshold: 
     return text or "-", cropped
 
 
+def normalised_summary(report: CharacterReport) -> str:
+    """Which images stage 1 trains on as an upright, flattened RGB copy, and why (sizes above are those upright)."""
+    differing = [image for image in report.usable if image.kohya_differs]
+    return f"{len(differing)} trained from an upright, flattened RGB copy" + "".join(
+        f"\n{'':14}{image.rel}: {image.kohya_differs}" for image in differing)
+
+
 def summary_table(report: CharacterReport, buckets: BucketSettings, threshold: float) -> str:
     scan = report.scan
     landing, cropped = bucket_summary(report, buckets, threshold)
@@ -180,6 +192,7 @@ def summary_table(report: CharacterReport, buckets: BucketSettings, threshold: f
         ("buckets", landing),
         ("cropped", f"{len(cropped)} lose more than {threshold:.0%} to kohya's centre crop"
          + "".join(f"\n{'':14}{line}" for line in cropped)),
+        ("normalised", normalised_summary(report)),
     ]
     head = f"{report.name}: {folder}{link}"
     return "\n".join([head, *(f"  {label:<11} {value}" for label, value in rows)])

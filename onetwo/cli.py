@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -12,6 +13,8 @@ from pathlib import Path
 from onetwo import __version__, matrix
 from onetwo.config import STAGES, Project
 from onetwo.errors import OnetwoError
+from onetwo.eval import command as eval_command
+from onetwo.init import init_project
 from onetwo.messages import info, warn
 from onetwo.pipeline import (
     StageRequest,
@@ -22,9 +25,13 @@ from onetwo.pipeline import (
     scan,
     train_stage,
 )
-from onetwo.preview import contact_sheet, pick
+from onetwo.preview import contact_sheet, sheet_items
 from onetwo.project_file import load_project
+from onetwo.project_lookup import find_project, unknown_command
 from onetwo.provenance import describe
+
+PROJECT_HELP = ("the project file, or a folder holding onetwo.toml (default: $ONETWO_PROJECT, else the nearest "
+                "onetwo.toml here or in a folder above)")
 
 
 def request(args: argparse.Namespace) -> StageRequest:
@@ -48,11 +55,9 @@ def cmd_composite(args: argparse.Namespace, project: Project) -> int:
 def cmd_preview(args: argparse.Namespace, project: Project) -> int:
     scans = scan(project, args.workers, not args.no_progress)
     jobs, _ = make_composites(project, scans, args.workers, not args.no_progress)
-    chosen = set(pick([job.stem for job in jobs], args.count, project.composite.seed))
-    images = [(job.stem, project.composite_dir / f"{job.stem}.{project.composite.format}") for job in jobs
-              if job.stem in chosen]
+    items = sheet_items(jobs, project.composite_dir, project.composite.format, args.count, project.composite.seed)
     target = Path(args.out).resolve() if args.out else project.work_dir / "preview.png"
-    info(f"preview: {len(images)} composites → {contact_sheet(images, target)}")
+    info(f"preview: {len(items)} composites, labelled left | right as captioned → {contact_sheet(items, target)}")
     return 0
 
 
@@ -67,6 +72,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    target, characters = init_project(Path(args.folder), Path(args.out), args.folder)
+    for character in characters:
+        repeats = f", repeats {character.repeats}" if character.repeats else ""
+        kind = f" ({character.class_token})" if character.class_token else ""
+        info(f"{character.name}{kind}: {character.images} images{repeats} ({character.folder})")
+    info(f"init: wrote {target}; set project.base_model in it, then run `onetwo check`")
+    return 0
+
+
 def cmd_matrix(args: argparse.Namespace, project: Project) -> int:
     matrix.draw(project, Path(args.lora).resolve(), request(args), args.steps, args.seed,
                 Path(args.out).resolve() if args.out else None)
@@ -74,7 +89,7 @@ def cmd_matrix(args: argparse.Namespace, project: Project) -> int:
 
 
 def cmd_train(args: argparse.Namespace, project: Project) -> int:
-    prepared = prepare_stage(project, request(args))
+    prepared = prepare_stage(project, dataclasses.replace(request(args), launch=True))
     if args.dry_run:
         for problem in launch_problems(project, prepared):
             warn(problem)
@@ -87,8 +102,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="onetwo", description="Two-character LoRAs from single-character images "
                                    "(the 1to2 method) on kohya-ss sd-scripts.")
     root.add_argument("--version", action="version", version=f"onetwo {__version__}")
-    root.add_argument("--project", "-p", default=os.environ.get("ONETWO_PROJECT", "onetwo.toml"),
-                      help="project file (default: onetwo.toml, or $ONETWO_PROJECT)")
+    root.add_argument("--project", "-p", default=None, help=PROJECT_HELP)
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
@@ -120,6 +134,8 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--dry-run", action="store_true", help="write the files, print the command, run nothing")
         sub.set_defaults(extra=[])
     inspect_parser(commands)
+    init_parser(commands)
+    eval_command.add_parser(add)
     grid = add("matrix", cmd_matrix, "draw every character alone and every pair in both orders with a LoRA "
                "(sd-scripts' own sampler), as one PNG grid; arguments after -- go to train_network.py")
     grid.add_argument("lora", help="the LoRA file (.safetensors)")
@@ -129,7 +145,20 @@ def parser() -> argparse.ArgumentParser:
     grid.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for train")
     grid.add_argument("--accelerate", action="append", default=[], metavar="KEY=VALUE", help="as for train")
     grid.set_defaults(extra=[])
+    every_command_options(commands)
     return root
+
+
+def every_command_options(commands: argparse._SubParsersAction) -> None:
+    """What the README promises on every command: -p before or after it, --workers and --no-progress."""
+    for sub in commands.choices.values():
+        known = sub._option_string_actions
+        if "--project" not in known:
+            sub.add_argument("--project", "-p", default=argparse.SUPPRESS, help=PROJECT_HELP)
+        if "--workers" not in known:
+            sub.add_argument("--workers", type=int, default=None, help="image worker processes (default: all cores)")
+        if "--no-progress" not in known:
+            sub.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def inspect_parser(commands: argparse._SubParsersAction) -> None:
@@ -139,13 +168,28 @@ def inspect_parser(commands: argparse._SubParsersAction) -> None:
     sub.set_defaults(handler=None)
 
 
+def init_parser(commands: argparse._SubParsersAction) -> None:
+    text = "write a commented onetwo.toml from a folder of character folders (kohya's `10_alice girl` or plain)"
+    sub = commands.add_parser("init", help=text, description=text)
+    sub.add_argument("folder", nargs="?", default=".", metavar="FOLDER",
+                     help="the folder holding one folder per character (default: the current folder)")
+    sub.add_argument("-o", "--out", default="onetwo.toml", metavar="FILE",
+                     help="the project file to write (default: onetwo.toml here); never overwritten")
+    sub.set_defaults(handler=None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:
         split = argv.index("--")
         argv, extra = argv[:split], argv[split + 1:]
-    args = parser().parse_args(argv)
+    root = parser()
+    commands = next(action for action in root._actions if isinstance(action, argparse._SubParsersAction))
+    if problem := unknown_command(argv, list(commands.choices)):
+        print(f"Error: {problem}", file=sys.stderr)
+        return 2
+    args = root.parse_args(argv)
     if extra and args.command not in ("train", "matrix"):
         print("Error: arguments after -- go to sd-scripts; only `onetwo train` and `onetwo matrix` take them",
               file=sys.stderr)
@@ -154,7 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "inspect":
             return cmd_inspect(args)
-        project = load_project(Path(args.project))
+        if args.command == "init":
+            return cmd_init(args)
+        project = load_project(find_project(args.project, os.environ, Path.cwd()))
         return args.handler(args, project)
     except OnetwoError as exc:
         print(f"Error: {exc}", file=sys.stderr)

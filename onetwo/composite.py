@@ -118,11 +118,12 @@ def plan(scans: Sequence[CharacterImages], settings: CompositeSettings,
             geo = layout(sources, settings, size_for, mirrored)
             names = tuple(member.character.name for member in members)
             tags = tuple(source.tags for source in sources)
+            stand_ins = tuple(member.character.class_token or member.character.name for member in members)
             if mirrored:
-                names, tags = names[::-1], tags[::-1]
-            caption = composite_caption(settings.caption, names, tags)
+                names, tags, stand_ins = names[::-1], tags[::-1], stand_ins[::-1]
+            caption = composite_caption(settings.caption, names, tags, stand_ins)
             if settings.trim_captions:
-                caption = trim_to_budget(settings.caption, names, tags)
+                caption = trim_to_budget(settings.caption, names, tags, stand_ins=stand_ins)
             jobs.append(CompositeJob(f"{prefix}_{index:04d}", names, sources, caption, geo,
                                      job_key(sources, geo, settings.format)))
     return jobs

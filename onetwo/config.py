@@ -22,6 +22,11 @@ DEFAULT_CAPTION = "{left}/{right}/COMPOSITE, {left_tags}, {right_tags}"
 GROUP_CAPTION = "{names}/COMPOSITE, {tags}"
 DEFAULT_SINGLE_CAPTION = "{name}, {tags}"
 FORMATS = ("png", "webp")
+ORIGINALS_MODES = ("link", "copy")
+# Caption files read beside an image when `caption_extension` is unset: onetwo's .txt, then sd-scripts' default.
+CAPTION_EXTENSIONS = (".txt", ".caption")
+
+
 @dataclass(frozen=True)
 class Character:
     name: str
@@ -29,6 +34,13 @@ class Character:
     repeats: int | None
     recursive: bool
     slug: str
+    class_token: str = ""  # kohya's class (`10_alice girl` → "girl"): kept after the name in single captions
+    caption_extension: str = ""  # "" reads CAPTION_EXTENSIONS in order
+
+    @property
+    def token(self) -> str:
+        """The first, kept token of the character's own captions: the name, then its class, as kohya writes it."""
+        return f"{self.name} {self.class_token}".strip()
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,9 @@ class Project:
     accelerate: dict[str, Any]
     regularization: Regularization
     overrides: dict[str, Overrides]
+    originals: str = "link"  # how stage 1's folders hold the images kohya can read as they are: links or copies
+    python: str | None = None  # the trainer's Python (project.python): a path, or a command looked up on PATH
+    attention_fallback: bool = True  # xformers = true without an importable xformers: train with sdpa instead
 
     @property
     def composite_dir(self) -> Path:

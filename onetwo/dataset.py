@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from onetwo.captions import parse_tags
-from onetwo.config import Character, Project
+import tomli_w
+
+from onetwo.captions import parse_tags, without_token
+from onetwo.config import CAPTION_EXTENSIONS, Character, Project
 from onetwo.errors import OnetwoError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
@@ -25,6 +27,7 @@ class SourceImage:
     mtime_ns: int
     width: int = 0  # upright pixel size, known once `onetwo.check` has decoded the image
     height: int = 0
+    kohya_differs: str = ""  # why kohya's loader would not see what onetwo sees (then stage 1 trains on a copy)
 
     @property
     def fingerprint(self) -> str:
@@ -81,6 +84,12 @@ def read_caption(path: Path) -> tuple[str, ...]:
     return parse_tags(text)
 
 
+def caption_files(image: Path, extension: str) -> list[Path]:
+    """The image's caption files that exist: the one of `caption_extension`, else .txt and .caption in that order."""
+    extensions = (extension,) if extension else CAPTION_EXTENSIONS
+    return [candidate for candidate in (image.with_suffix(ext) for ext in extensions) if candidate.is_file()]
+
+
 def _image_files(folder: Path, recursive: bool) -> list[Path]:
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
@@ -90,7 +99,34 @@ def _image_files(folder: Path, recursive: bool) -> list[Path]:
     return sorted(found)
 
 
-def scan_character(character: Character) -> CharacterImages:
+def kohya_subfolders(folder: Path) -> list[Path]:
+    """The subfolders named the kohya way (`10_alice girl`); none when `folder` is not a folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(child for child in folder.iterdir() if child.is_dir() and kohya_folder(child.name))
+
+
+def parent_folder_message(folder: Path, kohya_folders: list[Path], base: Path | None) -> str:
+    """`images` names a folder of kohya folders: list them and the [[characters]] tables that train each."""
+    def shown(child: Path) -> str:
+        return os.path.relpath(child, base) if base else str(child)
+
+    tables = "\n".join("[[characters]]\n" + tomli_w.dumps({"images": Path(shown(child)).as_posix()})
+                       for child in kohya_folders)
+    listed = ", ".join(child.name for child in kohya_folders)
+    return (f"{folder}: holds kohya folders ({listed}), not images; give each its own [[characters]] table (name, "
+            "class and repeats come from the folder name):\n\n" + tables.strip())
+
+
+def drop_own_tokens(scan: CharacterImages) -> CharacterImages:
+    """A character's tags without its name or `name class` (any case and spacing): the caption puts it first."""
+    character = scan.character
+    images = tuple(replace(image, tags=without_token(image.tags, character.name, character.class_token))
+                   for image in scan.images)
+    return replace(scan, images=images)
+
+
+def scan_character(character: Character, base: Path | None = None) -> CharacterImages:
     folder = character.images
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
@@ -107,21 +143,26 @@ def scan_character(character: Character) -> CharacterImages:
                             "caption file; rename one of them")
             continue
         stems[stem_key] = path
-        caption_file = path.with_suffix(".txt")
-        captioned = caption_file.is_file()
+        found = caption_files(path, character.caption_extension)
+        if len(found) > 1:
+            warnings.append(f"{found[0]} and {found[1].name}: two caption files for {path.name}; {found[0].name} is "
+                            f"used (set caption_extension = \"{found[1].suffix}\" to use the other)")
+        captioned = bool(found)
         try:
-            tags = read_caption(caption_file) if captioned else ()
+            tags = read_caption(found[0]) if captioned else ()
         except OnetwoError as exc:
             problems.append(str(exc))
             continue
         if captioned and not tags:
-            warnings.append(f"{caption_file}: empty caption; the character token alone is used")
+            warnings.append(f"{found[0]}: empty caption; the character token alone is used")
         stat = path.stat()
         images.append(SourceImage(path=path.resolve(), rel=path.relative_to(folder).as_posix(), tags=tags,
                                   captioned=captioned, size=stat.st_size, mtime_ns=stat.st_mtime_ns))
     if problems:
         raise OnetwoError(f"{folder}: {len(problems)} problem(s) in the images of {character.name!r}:", problems)
     if not images:
+        if not character.recursive and (kohya_folders := kohya_subfolders(folder)):
+            raise OnetwoError(parent_folder_message(folder, kohya_folders, base))
         hint = "" if character.recursive else " (set recursive = true to look in subfolders)"
         raise OnetwoError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) for character "
                           f"{character.name!r}{hint}")
@@ -134,7 +175,7 @@ def scan_project(project: Project) -> list[CharacterImages]:
     scans: list[CharacterImages] = []
     for character in project.characters:
         try:
-            scans.append(scan_character(character))
+            scans.append(drop_own_tokens(scan_character(character, project.file.parent)))
         except OnetwoError as exc:
             problems.append(str(exc))
     if problems:

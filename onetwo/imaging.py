@@ -51,10 +51,10 @@ def cover_box(width: int, height: int, cell_width: int, cell_height: int, vertic
 
 def _to_resizable(image: Image.Image) -> Image.Image:
     """A mode LANCZOS works on without losing transparency or the range of 16-bit and float images."""
+    if image.mode in ("LA", "PA") or (image.mode in ("P", "RGB", "L") and "transparency" in image.info):
+        return image.convert("RGBA")  # a palette entry or colour key (PNG tRNS) marked transparent included
     if image.mode in ("RGB", "RGBA", "L"):
         return image
-    if image.mode in ("LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        return image.convert("RGBA")
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         peak = 65535 if image.mode != "F" else 1.0
         return image.convert("F").point(lambda value: value * (255 / peak)).convert("L")
@@ -106,6 +106,32 @@ def load_cell(path: Path, cell_width: int, cell_height: int, vertical_anchor: fl
     cell = image.resize((cell_width, cell_height), Image.Resampling.LANCZOS, box=decoded_box,
                         reducing_gap=REDUCING_GAP)
     return (cell if cell.mode == "RGB" else cell.convert("RGB")), decoded.box
+
+
+def load_upright(path: Path, background: tuple[int, int, int]) -> Image.Image:
+    """The whole source as the composites see it: upright, transparency flattened onto `background`, RGB."""
+    with Image.open(path) as image:
+        orientation = image.getexif().get(0x0112, 1)
+        size = (image.height, image.width) if orientation in TRANSPOSING_ORIENTATIONS else image.size
+    return load_cell(path, *size, 0.5, background)[0]
+
+
+def kohya_difference(image: Image.Image) -> str:
+    """Why sd-scripts' loader (Image.open, then convert("RGB") unless RGB; no EXIF transpose, no alpha) would see
+    other pixels than onetwo's decoding of the same opened, loaded image; "" when it sees the same."""
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        how = "sideways" if orientation in TRANSPOSING_ORIENTATIONS else "mirrored or upside down"
+        return f"EXIF orientation {orientation}: kohya ignores it and would train it {how}"
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        return f"{image.mode} ({'16-bit' if image.mode.startswith('I;16') else '32-bit'}): kohya clips it to 8 bits"
+    if image.mode == "CMYK":
+        return "CMYK: stored as RGB, so every reader converts it the same way"
+    resizable = _to_resizable(image)
+    if resizable.mode == "RGBA" and resizable.getchannel("A").getextrema()[0] < 255:
+        kind = {"RGBA": "alpha", "LA": "alpha", "PA": "alpha", "P": "palette"}.get(image.mode, "colour-key (tRNS)")
+        return f"{kind} transparency: kohya drops it and would train on the colours under it"
+    return ""
 
 
 def compose(sources: list[Path], geo: Geometry,

@@ -13,7 +13,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from onetwo.buckets import fit_size
-from onetwo.captions import composite_caption, sample_prompt_line, single_caption, top_tags
+from onetwo.captions import sample_prompt_line
 from onetwo.composite import PORTRAIT
 from onetwo.config import Project
 from onetwo.dataset import CharacterImages
@@ -24,12 +24,24 @@ from onetwo.launch import command, preflight, require, run
 from onetwo.messages import info
 from onetwo.pipeline import StageRequest, accelerate_settings, prepare_originals, scan, stages_of
 from onetwo.provenance import handoff_problems, read_metadata
-from onetwo.render import load_templates, parse_set, render_stage, role_buckets, write_toml
+from onetwo.render import (
+    character_prompt,
+    load_templates,
+    parse_set,
+    prompt_tags,
+    render_stage,
+    role_buckets,
+    write_toml,
+)
+from onetwo.set_options import require_valid_sets
+from onetwo.trainer_env import choose_python
 
 LABEL = 20
 # Keys that turn a training config into a sampling-only run: load the LoRA, sample before the first step, train
-# zero epochs. sd-scripts' gen_img.py cannot be used: it hands LyCORIS 3.x a list of text encoders and a wrapped
-# UNet, so not one LoHa module loads ("0 Modules Loaded", then an AssertionError).
+# zero epochs. sd-scripts' gen_img.py with LyCORIS as its network module cannot draw these: its wrapped UNet loads
+# fine (230 modules), but it passes the text encoders as a list, so LyCORIS 3.x looks for `lora_te1_` keys (0 of the
+# 72 `lora_te_` modules load), then calls `apply_to` without the apply_text_encoder / apply_unet flags LyCORIS
+# asserts. onetwo/gen_img_network.py fixes both for gen_img.py users.
 SAMPLING_ONLY = {"sample_at_first": True, "max_train_epochs": 0, "cache_latents": False,
                  "cache_latents_to_disk": False, "save_every_n_epochs": None, "sample_every_n_epochs": None}
 
@@ -48,15 +60,13 @@ def cells(project: Project, scans: Sequence[CharacterImages], width: int, height
     so a difference between cells comes from the prompt, not the noise."""
     samples = project.samples
     names = [scan.character.name for scan in scans]
-    tags = {scan.character.name: top_tags([image.tags for image in scan.images], scan.character.name,
-                                          samples.tags_per_character) for scan in scans}
+    tags = prompt_tags(project, scans)
     found = []
     for (row, left), (column, right) in itertools.product(enumerate(names), repeat=2):
         if row == column:
-            prompt, label = single_caption(project.single_caption, left, tags[left]), left
-            size = (height, height)
+            prompt, label, size = character_prompt(project, tags, [left]), left, (height, height)
         else:
-            prompt = composite_caption(project.composite.caption, (left, right), (tags[left], tags[right]))
+            prompt = character_prompt(project, tags, [left, right])
             label, size = f"{left} | {right}", (width, height)
         line = sample_prompt_line(prompt, samples.negative, *size, steps, samples.scale, seed)
         found.append(Cell(row, column, label, line))
@@ -105,6 +115,7 @@ def draw(project: Project, lora: Path, request: StageRequest, steps: int | None,
          out: Path | None) -> Path:
     """Sample every cell of the matrix with `lora` through sd-scripts and assemble the grid; return its path."""
     read_metadata(lora)
+    require_valid_sets(request.sets, project.model)  # before any file is written
     scans = scan(project, request.workers, request.progress)
     sets = parse_set(request.sets)
     width, height = fit_size(PORTRAIT * 2, role_buckets(project, "composites", sets))
@@ -126,7 +137,7 @@ def draw(project: Project, lora: Path, request: StageRequest, steps: int | None,
     write_toml(config_file, config, f"the pair matrix of {lora.name}")
     write_toml(dataset_file, sampling_dataset(rendered.dataset), f"the pair matrix of {lora.name}")
     argv = command(project.train_script, config_file, dataset_file, accelerate_settings(project, request.accelerate),
-                   request.extra)
+                   request.extra, choose_python(project.python, project.sd_scripts).path)
     require(preflight(project.base_model, project.train_script, None), "draw the pair matrix")
     info(f"matrix: {shlex.join(argv)}")
     code = run(argv, out_dir / "sample.log")

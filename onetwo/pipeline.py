@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from onetwo.base_model import base_model_problems
 from onetwo.buckets import crop_fraction, fit_size, nearest_bucket
 from onetwo.build import BuildReport, build
+from onetwo.caption_check import caption_warnings
 from onetwo.captions import MAX_TOKEN_LENGTH
 from onetwo.check import check_images, summary_table
 from onetwo.composite import CompositeJob, over_budget, plan
@@ -19,11 +21,16 @@ from onetwo.config import Character, Overrides, Project
 from onetwo.dataset import CharacterImages, scan_character, scan_project
 from onetwo.errors import OnetwoError
 from onetwo.hashes import rehash_trained
+from onetwo.kohya_gui import gui_config, write_gui_config
 from onetwo.launch import command, preflight, require, run
 from onetwo.messages import info, warn
-from onetwo.originals import plan_folder, plan_regularization, replay_selection, write_folder
+from onetwo.originals import describe_folder, plan_folder, plan_regularization, replay_selection, write_folder
+from onetwo.plan_table import format_plan
 from onetwo.provenance import handoff_problems, provenance
 from onetwo.render import load_templates, parse_assignment, parse_set, render_stage, role_buckets, write_stage
+from onetwo.set_options import handoff_fix, require_valid_sets
+from onetwo.trainer_env import TrainerCheck, choose_python, switch_to_sdpa, trainer_for
+from onetwo.training_plan import plan_stage
 
 CROP_WARNING = 0.02  # a share of the picture kohya may cut before onetwo warns
 
@@ -90,17 +97,20 @@ def make_composites(project: Project, scans: Sequence[CharacterImages], workers:
 
 
 def prepare_originals(project: Project, scans: Sequence[CharacterImages], replay: bool = False) -> None:
-    """Link the originals (or stage 2's replayed share of them) into the work dir, with onetwo's captions."""
+    """Link or copy the originals (or stage 2's replayed share of them) into the work dir, with onetwo's captions;
+    those kohya would read differently are normalised copies."""
     folder = project.replay_dir if replay else project.originals_dir
-    changed = linked = 0
+    changed = 0
+    every = []
     for item in scans:
         entries = plan_folder(item, project.single_caption)
         if replay:
             entries = replay_selection(entries, project.replay, project.composite.seed)
-        changed += write_folder(folder / item.character.slug, entries)
-        linked += len(entries)
+        changed += write_folder(folder / item.character.slug, entries, project.originals, project.composite.background)
+        every += entries
     what = "replayed originals" if replay else "originals"
-    info(f"{what}: {linked} images linked with captions ({changed} files updated) → {folder}")
+    info(f"{what}: {len(every)} images with captions: {describe_folder(every, project.originals)} "
+         f"({changed} files updated) → {folder}")
 
 
 def prepare_regularization(project: Project, stage: str) -> None:
@@ -110,8 +120,10 @@ def prepare_regularization(project: Project, stage: str) -> None:
         return
     character = Character(regularization.class_tokens, folder, regularization.repeats, False, "regularization")
     images = scan_character(character).images
-    changed = write_folder(project.regularization_dir(stage), plan_regularization(images, regularization.class_tokens))
-    info(f"regularization: {len(images)} images linked ({changed} files updated) → "
+    changed = write_folder(project.regularization_dir(stage), plan_regularization(images, regularization.class_tokens),
+                           project.originals)
+    info(f"regularization: {len(images)} images {'copied' if project.originals == 'copy' else 'linked'} "
+         f"({changed} files updated) → "
          f"{project.regularization_dir(stage)}")
 
 
@@ -125,11 +137,11 @@ def stage1_weights(project: Project, from_file: str | None = None, epoch: int | 
 
 
 def trigger_tokens(project: Project, stage: str) -> list[str]:
-    names = [character.name for character in project.characters]
+    singles = [character.token for character in project.characters]
     if stage == "stage1":
-        return names
-    groups = itertools.permutations(names, project.composite.group_size)
-    return names + ["/".join(group) + "/COMPOSITE" for group in groups]
+        return singles
+    groups = itertools.permutations([character.name for character in project.characters], project.composite.group_size)
+    return singles + ["/".join(group) + "/COMPOSITE" for group in groups]
 
 
 def stages_of(project: Project) -> tuple[str, ...]:
@@ -148,6 +160,7 @@ class StageRequest:
     epoch: int | None = None
     workers: int | None = None
     progress: bool = True
+    launch: bool = False  # to be launched here: probe the trainer's Python and fit the written config to it
 
 
 @dataclass(frozen=True)
@@ -155,6 +168,7 @@ class PreparedStage:
     argv: list[str]
     weights: Path | None
     flat_config: dict[str, Any]
+    trainer: TrainerCheck | None = None
 
 
 def accelerate_settings(project: Project, items: Sequence[str]) -> dict[str, Any]:
@@ -168,13 +182,15 @@ def prepare_stage(project: Project, request: StageRequest) -> PreparedStage:
         raise OnetwoError(f"{project.file}: project.mode is {project.mode!r}, which trains "
                           f"{' then '.join(stages_of(project))}; run `onetwo train {stages_of(project)[0]}` or "
                           "change project.mode")
+    require_valid_sets(request.sets, project.model)  # before any file is written
     cli_overrides = parse_set(request.sets)
     scans = scan(project, request.workers, request.progress)
     weights = None
+    jobs: list[CompositeJob] = []
     if stage in ("stage1", "joint"):
         prepare_originals(project, scans)
     if stage in ("stage2", "joint"):
-        make_composites(project, scans, request.workers, request.progress, request.sets)
+        jobs, _ = make_composites(project, scans, request.workers, request.progress, request.sets)
     prepare_regularization(project, stage)
     if stage == "stage2":
         if project.replay:
@@ -183,25 +199,49 @@ def prepare_stage(project: Project, request: StageRequest) -> PreparedStage:
     record = provenance(stage, project.name, trigger_tokens(project, stage), project.sd_scripts, weights,
                         project.manifest_file if stage != "stage1" else None)
     rendered = render_stage(project, stage, scans, load_templates(project, stage), cli_overrides, weights, record)
+    trainer = trainer_for(project, [rendered.flat_config()], accelerate_settings(project, request.accelerate)) \
+        if request.launch else None
+    for note in trainer.notes if trainer else ():
+        info(note)
+    if trainer and trainer.use_sdpa:
+        switch_to_sdpa(rendered.config)
     config_file, dataset_file, prompts_file = write_stage(project, rendered)
     info(f"{stage}: wrote {config_file}, {dataset_file}, {prompts_file}")
+    gui = gui_config(rendered, dataset_file, project.model, accelerate_settings(project, request.accelerate), weights)
+    gui_note = f"; the GUI has no way to set {', '.join(gui.not_expressible)}" if gui.not_expressible else ""
+    info(f"{stage}: kohya_ss GUI config → {write_gui_config(project.stage_dir(stage), gui)}{gui_note}")
+    info(format_plan(plan_stage(project, rendered, scans, jobs, accelerate_settings(project, request.accelerate))))
+    python = trainer.python if trainer else choose_python(project.python, project.sd_scripts)
     argv = command(project.train_script, config_file, dataset_file, accelerate_settings(project, request.accelerate),
-                   request.extra)
-    return PreparedStage(argv, weights, rendered.flat_config())
+                   request.extra, python.path)
+    return PreparedStage(argv, weights, rendered.flat_config(), trainer)
 
 
 def check_project(project: Project, workers: int | None = None, progress: bool = True) -> None:
     """Everything `onetwo check` looks at; raises one OnetwoError listing every problem."""
     scans = scan(project, workers, progress, tables=True)
-    long_captions = over_budget(composite_plan(project, scans))
+    jobs = composite_plan(project, scans)
+    long_captions = over_budget(jobs)
     problems = []
+    flats = []
     for stage in stages_of(project):
         weights = project.lora_file("stage1") if stage == "stage2" else None
         try:
-            render_stage(project, stage, scans, load_templates(project, stage), Overrides(), weights)
+            rendered = render_stage(project, stage, scans, load_templates(project, stage), Overrides(), weights)
+            flats.append(rendered.flat_config())
+            if stage != "stage2":  # the stage that trains on the originals' own captions
+                for message in caption_warnings(scans, project.single_caption, rendered.flat_config()):
+                    warn(message)
+            print(format_plan(plan_stage(project, rendered, scans, jobs if stage != "stage1" else [],
+                                         accelerate_settings(project, ()))))
         except OnetwoError as exc:
             problems.append(str(exc))
     problems += preflight(project.base_model, project.train_script, None)
+    model_problems, model_notes = base_model_problems(project.base_model, project.model, flats[0] if flats else None)
+    trainer = trainer_for(project, flats, accelerate_settings(project, ())) if flats else None
+    for note in [*model_notes, *(trainer.notes if trainer else ())]:
+        info(note)
+    problems += model_problems + (trainer.problems if trainer else [])
     if long_captions:
         warn(f"{len(long_captions)} composite caption(s) may exceed {MAX_TOKEN_LENGTH} CLIP tokens; see "
              "composite.trim_captions")
@@ -212,15 +252,19 @@ def check_project(project: Project, workers: int | None = None, progress: bool =
 
 
 def launch_problems(project: Project, prepared: PreparedStage) -> list[str]:
-    """What stops a prepared stage from training: missing inputs, and a stage-1 network stage 2 cannot continue."""
+    """What stops a prepared stage from training: missing inputs, a base model that is not what the project says, a
+    trainer's Python without what the config needs, and a stage-1 network stage 2 cannot continue."""
     problems = preflight(project.base_model, project.train_script, prepared.weights)
+    problems += base_model_problems(project.base_model, project.model, prepared.flat_config)[0]
+    problems += prepared.trainer.problems if prepared.trainer else []
     weights = prepared.weights
     if weights is not None and weights.is_file():
         mismatch = handoff_problems(weights, prepared.flat_config)
         if mismatch:
             problems.append(f"{weights}: stage 2's network settings differ from stage 1's, and LyCORIS would "
                             "silently drop the stage-1 weights; make them equal (or train stage 1 again):\n    "
-                            + "\n    ".join(mismatch))
+                            + "\n    ".join(mismatch) + "\n  to continue from it, add to the command line (or set "
+                            "the same under [stage2]):\n    " + " ".join(handoff_fix(weights, prepared.flat_config)))
     return problems
 
 

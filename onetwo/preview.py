@@ -1,18 +1,32 @@
-"""A contact sheet of built composites, to eyeball crops and pairings before spending GPU hours."""
+"""A contact sheet of built composites, to eyeball crops, pairings and the left-to-right order before GPU hours."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from onetwo.composite import CompositeJob
 from onetwo.imaging import save_image
 
 THUMB_HEIGHT = 256
-LABEL_HEIGHT = 18
+LINE_HEIGHT = 15
+LABEL_HEIGHT = 2 * LINE_HEIGHT + 4
+GAP = 16  # background around every composite, so two neighbours never read as one wide picture
 COLUMNS = 4
+BACKGROUND = (32, 32, 32)
+LABEL_COLOUR = (235, 235, 235)
+DETAIL_COLOUR = (150, 150, 150)
+
+
+@dataclass(frozen=True)
+class SheetItem:
+    label: str  # the characters in caption order, left to right: "beni | aoi"
+    detail: str  # which file it is
+    path: Path
 
 
 def pick(stems: Sequence[str], count: int, seed: int) -> list[str]:
@@ -21,22 +35,56 @@ def pick(stems: Sequence[str], count: int, seed: int) -> list[str]:
     return sorted(chosen)
 
 
-def contact_sheet(images: Sequence[tuple[str, Path]], target: Path) -> Path:
+def composite_label(names: Sequence[str]) -> str:
+    """The order the caption names the characters in, which is the order they stand in: `beni | aoi`."""
+    return " | ".join(names)
+
+
+def sheet_items(jobs: Sequence[CompositeJob], composite_dir: Path, image_format: str, count: int,
+                seed: int) -> list[SheetItem]:
+    """The composites of the sheet, each labelled from its caption's names (a mirrored one is already swapped)."""
+    chosen = set(pick([job.stem for job in jobs], count, seed))
+    return [SheetItem(composite_label(job.names), job.stem + (", mirrored" if job.geometry.mirrored else ""),
+                      composite_dir / f"{job.stem}.{image_format}")
+            for job in sorted(jobs, key=lambda job: job.stem) if job.stem in chosen]
+
+
+def cell_origin(index: int, columns: int, cell_width: int) -> tuple[int, int]:
+    """Top-left corner of the `index`-th cell: cells of `cell_width` with GAP of background around each."""
+    row, column = divmod(index, columns)
+    return GAP + column * (cell_width + GAP), GAP + row * (THUMB_HEIGHT + LABEL_HEIGHT + GAP)
+
+
+def _fitted(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+            width: int) -> str:
+    """The text, cut with an ellipsis where it would run into the next cell."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def contact_sheet(items: Sequence[SheetItem], target: Path) -> Path:
     thumbs = []
-    for label, path in images:
-        with Image.open(path) as image:
+    for item in items:
+        with Image.open(item.path) as image:
             image = image.convert("RGB")
             width = max(1, round(image.width * THUMB_HEIGHT / image.height))
-            thumbs.append((label, image.resize((width, THUMB_HEIGHT), Image.Resampling.LANCZOS)))
+            thumbs.append((item, image.resize((width, THUMB_HEIGHT), Image.Resampling.LANCZOS)))
     cell_width = max((thumb.width for _, thumb in thumbs), default=THUMB_HEIGHT)
     columns = max(1, min(COLUMNS, len(thumbs)))
     rows = max(1, -(-len(thumbs) // columns))
-    sheet = Image.new("RGB", (columns * cell_width, rows * (THUMB_HEIGHT + LABEL_HEIGHT)), (32, 32, 32))
+    size = (GAP + columns * (cell_width + GAP), GAP + rows * (THUMB_HEIGHT + LABEL_HEIGHT + GAP))
+    sheet = Image.new("RGB", size, BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
-    for index, (label, thumb) in enumerate(thumbs):
-        left, top = (index % columns) * cell_width, (index // columns) * (THUMB_HEIGHT + LABEL_HEIGHT)
+    for index, (item, thumb) in enumerate(thumbs):
+        left, top = cell_origin(index, columns, cell_width)
         sheet.paste(thumb, (left + (cell_width - thumb.width) // 2, top))
-        draw.text((left + 4, top + THUMB_HEIGHT + 3), label, fill=(230, 230, 230), font=font)
+        text_top = top + THUMB_HEIGHT + 2
+        draw.text((left, text_top), _fitted(draw, item.label, font, cell_width), fill=LABEL_COLOUR, font=font)
+        draw.text((left, text_top + LINE_HEIGHT), _fitted(draw, item.detail, font, cell_width), fill=DETAIL_COLOUR,
+                  font=font)
     save_image(sheet, target, "png")
     return target

@@ -15,6 +15,7 @@ from onetwo.config import (
     GROUP_CAPTION,
     LAYOUTS,
     MODES,
+    ORIGINALS_MODES,
     REPO_ROOT,
     STAGES,
     TRAIN_SCRIPTS,
@@ -25,6 +26,7 @@ from onetwo.config import (
     Regularization,
     SampleSettings,
 )
+from onetwo.dataset import IMAGE_EXTENSIONS, kohya_folder, kohya_subfolders, parent_folder_message
 from onetwo.errors import OnetwoError
 from onetwo.strict import TableReader
 
@@ -85,34 +87,67 @@ def _parse_color(reader: TableReader, value: Any, path: str) -> tuple[int, int, 
     return (255, 255, 255)
 
 
-def _parse_characters(reader: TableReader, raw: Any, base: Path) -> tuple[Character, ...]:
+def class_problem(class_token: str) -> str | None:
+    """Why `class_token` cannot follow a name in the kept first token, or None when it can."""
+    if class_token != class_token.strip():
+        return "must not start or end with whitespace"
+    for char in ",{}":
+        if char in class_token:
+            return f"must not contain {char!r} ({FORBIDDEN_IN_NAME[char]})"
+    if any(ord(char) < 32 or ord(char) == 127 for char in class_token) or "--" in class_token:
+        return "must not contain control characters or '--'"
+    return None
+
+
+def caption_extension_problem(extension: str) -> str | None:
+    if not re.fullmatch(r"\.[A-Za-z0-9_.-]+", extension) or extension.lower() in IMAGE_EXTENSIONS:
+        return f"must be a caption file extension like \".txt\" or \".caption\", got {extension!r}"
+    return None
+
+
+def _parse_characters(reader: TableReader, raw: Any, base: Path, caption_extension: str) -> tuple[Character, ...]:
+    """Each [[characters]] table; `name` and `class` default to a kohya folder's `<repeats>_<name> <class>`."""
     if not isinstance(raw, list) or not raw:
         reader.problem("characters", "add at least two [[characters]] tables with name and images")
         return ()
     names: list[str] = []
-    entries: list[tuple[str, Path, int | None, bool]] = []
+    entries: list[tuple[str, Path, int | None, bool, str, str]] = []
     for index, item in enumerate(raw):
         path = f"characters[{index}]"
         table = reader.table(item, path)
-        reader.unknown(table, path, {"name", "images", "repeats", "recursive"})
-        name = reader.get(table, path, "name", str, "", required=True)
+        reader.unknown(table, path, {"name", "images", "repeats", "recursive", "class", "caption_extension"})
         images = reader.get(table, path, "images", str, "", required=True)
+        folder = kohya_folder(Path(images).name) if images else None
+        parent = kohya_subfolders(base / images) if images and not folder and "name" not in table else []
+        if parent:  # the usual slip with a kohya dataset: `images` names the folder above the character folders
+            reader.problem(f"{path}.images", parent_folder_message(base / images, parent, base))
+        name = reader.get(table, path, "name", str, folder.token if folder else "",
+                          required=folder is None and not parent)
+        class_token = reader.get(table, path, "class", str, folder.class_token if folder else "")
         repeats = reader.get(table, path, "repeats", int, None)
         if repeats is not None and repeats < 1:
             reader.problem(f"{path}.repeats", f"must be at least 1, got {repeats}")
         recursive = reader.get(table, path, "recursive", bool, False)
-        if "name" in table and (why := name_problem(name)):
-            reader.problem(f"{path}.name", f"{name!r} {why}; rename the character")
+        extension = reader.get(table, path, "caption_extension", str, caption_extension)
+        if "caption_extension" in table and (why := caption_extension_problem(extension)):
+            reader.problem(f"{path}.caption_extension", why)
+        if ("name" in table or name) and (why := name_problem(name)):
+            where = f"{path}.name" if "name" in table else f"{path}.images"
+            fix = "rename the character" if "name" in table else "set name, or rename the folder"
+            reader.problem(where, f"{name!r} {why}; {fix}")
+        if why := class_problem(class_token):
+            reader.problem(f"{path}.class" if "class" in table else f"{path}.images", f"{class_token!r} {why}")
         if name and name.casefold() in (seen.casefold() for seen in names):
             reader.problem(f"{path}.name", f"{name!r} is used by another character; names must be unique")
         names.append(name)
         # abspath, not resolve: a symlinked folder keeps its own name (check reports where it points).
-        entries.append((name, Path(os.path.abspath(base / images)), repeats, recursive))
+        entries.append((name, Path(os.path.abspath(base / images)), repeats, recursive, class_token, extension))
     if len(entries) < 2:
         reader.problem("characters", "the 1to2 method needs at least two characters; add another [[characters]]")
     slugs = _unique_slugs(names)
-    return tuple(Character(name, images, repeats, recursive, slug)
-                 for (name, images, repeats, recursive), slug in zip(entries, slugs, strict=True))
+    return tuple(Character(name, images, repeats, recursive, slug, class_token, extension)
+                 for (name, images, repeats, recursive, class_token, extension), slug
+                 in zip(entries, slugs, strict=True))
 
 
 def _parse_composite(reader: TableReader, raw: Any) -> CompositeSettings:
@@ -203,6 +238,13 @@ def default_templates(model: str) -> Path:
     return REPO_ROOT / "templates" / ("sdxl" if model == "sdxl" else "")
 
 
+def python_setting(value: str, base: Path) -> str:
+    """A path (relative to `base`, links kept: a venv's python is a link) or a bare command name for PATH."""
+    if os.sep in value or "/" in value or value.startswith(("~", ".")):
+        return os.path.abspath(base / Path(value).expanduser())
+    return value
+
+
 def _default_sd_scripts() -> Path:
     from_env = os.environ.get("ONETWO_SD_SCRIPTS")
     return Path(from_env).expanduser() if from_env else REPO_ROOT / "third_party" / "sd-scripts"
@@ -218,7 +260,8 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
                               "training", *STAGES})
     project = reader.table(data.get("project", {}), "project")
     reader.unknown(project, "project", {"name", "base_model", "work_dir", "output_dir", "sd_scripts", "templates",
-                                        "caption", "model", "mode", "replay"})
+                                        "caption", "model", "mode", "replay", "originals", "caption_extension",
+                                        "python", "attention_fallback"})
     model = reader.get(project, "project", "model", str, "sd1")
     if model not in TRAIN_SCRIPTS:
         reader.problem("project.model", f"must be one of {', '.join(TRAIN_SCRIPTS)}, got {model!r}")
@@ -238,8 +281,16 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
     work_dir = reader.get(project, "project", "work_dir", str, "build")
     output_dir = reader.get(project, "project", "output_dir", str, "output")
     sd_scripts = reader.get(project, "project", "sd_scripts", str, None)
+    python = reader.get(project, "project", "python", str, None)
+    attention_fallback = reader.get(project, "project", "attention_fallback", bool, True)
     templates = reader.get(project, "project", "templates", str, None)
-    characters = _parse_characters(reader, data.get("characters"), base)
+    originals = reader.get(project, "project", "originals", str, "link")
+    if originals not in ORIGINALS_MODES:
+        reader.problem("project.originals", f"must be one of {', '.join(ORIGINALS_MODES)}, got {originals!r}")
+    caption_extension = reader.get(project, "project", "caption_extension", str, "")
+    if why := caption_extension_problem(caption_extension) if caption_extension else None:
+        reader.problem("project.caption_extension", why)
+    characters = _parse_characters(reader, data.get("characters"), base, caption_extension)
     composite = _parse_composite(reader, data.get("composite", {}))
     samples = _parse_samples(reader, data.get("samples", {}))
     regularization = _parse_regularization(reader, data.get("regularization", {}), base)
@@ -268,6 +319,9 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
         accelerate=accelerate,
         regularization=regularization,
         overrides=overrides,
+        originals=originals,
+        python=python_setting(python, base) if python else None,
+        attention_fallback=attention_fallback,
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from onetwo import __version__
+from onetwo.captions import prompt_escape
 from onetwo.errors import OnetwoError
 
 MAX_HEADER_BYTES = 64 << 20
@@ -79,13 +80,24 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sd_scripts_commit(sd_scripts: Path) -> str:
+def _git(folder: Path, *args: str) -> str | None:
     try:
-        result = subprocess.run(["git", "-C", str(sd_scripts), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True)
+        result = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10,
+                                check=True)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return result.stdout.strip() or "unknown"
+        return None
+    return result.stdout.strip() or None
+
+
+def sd_scripts_commit(sd_scripts: Path) -> str:
+    """The checkout's own HEAD; "unknown" when the folder is not the top of a repository of its own (an uninitialised
+    submodule inside onetwo's repository would otherwise report onetwo's commit)."""
+    top = _git(sd_scripts, "rev-parse", "--show-toplevel")
+    try:
+        own = top is not None and Path(top).resolve() == sd_scripts.resolve()
+    except OSError:
+        own = False
+    return (_git(sd_scripts, "rev-parse", "HEAD") or "unknown") if own else "unknown"
 
 
 def provenance(stage: str, project_name: str, tokens: list[str], sd_scripts: Path, weights: Path | None,
@@ -103,7 +115,8 @@ def provenance(stage: str, project_name: str, tokens: list[str], sd_scripts: Pat
     return {
         "training_comment": f"trained with onetwo (1to2 method): {comment}",
         "metadata_onetwo": json.dumps(record, sort_keys=True),
-        "metadata_trigger_phrase": ", ".join(tokens),
+        # escaped as a prompt: the UIs paste the trigger phrase into one, where `(…)` would be read as a weight
+        "metadata_trigger_phrase": ", ".join(prompt_escape(token) for token in tokens),
     }
 
 

@@ -165,23 +165,41 @@ def parse_set(items: Sequence[str]) -> Overrides:
     return overrides
 
 
+def prompt_tags(project: Project, scans: Sequence[CharacterImages]) -> dict[str, tuple[str, ...]]:
+    """Each character's most frequent tags, the ones its prompts carry."""
+    return {scan.character.name: top_tags([image.tags for image in scan.images], scan.character.name,
+                                          project.samples.tags_per_character) for scan in scans}
+
+
+def character_prompt(project: Project, tags: dict[str, tuple[str, ...]], names: Sequence[str]) -> str:
+    """The prompt of one character alone, or of a group left to right, written as its training captions are."""
+    by_name = {character.name: character for character in project.characters}
+    if len(names) == 1:
+        character = by_name[names[0]]
+        return single_caption(project.single_caption, character.name, tags[character.name], character.class_token)
+    stand_ins = [by_name[name].class_token or name for name in names]
+    return composite_caption(project.composite.caption, names, [tags[name] for name in names], stand_ins)
+
+
+def sample_prompt_groups(project: Project, scans: Sequence[CharacterImages]) -> list[tuple[tuple[str, ...], str]]:
+    """(the characters it asks for, left to right; the prompt text): each character alone, then every group in every
+    order with the composite token. `onetwo eval` reads a sample's characters from here."""
+    tags = prompt_tags(project, scans)
+    groups = [(name,) for name in tags] + list(itertools.permutations(tags, project.composite.group_size))
+    return [(names, character_prompt(project, tags, names)) for names in groups]
+
+
 def sample_prompts(project: Project, scans: Sequence[CharacterImages], buckets: BucketSettings) -> str:
-    """Each character alone, then every group in every order with the composite token, at fixed seeds and sizes
-    that fit the stage's buckets."""
+    """Every prompt of `sample_prompt_groups`, `samples.seeds` times in a row (seed, seed+1, …), at sizes that fit
+    the stage's buckets."""
     samples = project.samples
     composite = project.composite
-    tags = {scan.character.name: top_tags([image.tags for image in scan.images], scan.character.name,
-                                          samples.tags_per_character) for scan in scans}
-    single = fit_size(1.0, buckets)
-    lines = [(single_caption(project.single_caption, name, tags[name]), single) for name in tags]
     explicit = composite.width and composite.height
     aspect = composite.width / composite.height if explicit else PORTRAIT * composite.group_size
-    group_size = fit_size(aspect, buckets)
-    for names in itertools.permutations(tags, composite.group_size):
-        prompt = composite_caption(composite.caption, names, [tags[name] for name in names])
-        lines.append((prompt, group_size))
-    return "".join(sample_prompt_line(prompt, samples.negative, width, height, samples.steps, samples.scale,
-                                      samples.seed) + "\n" for prompt, (width, height) in lines)
+    sizes = {1: fit_size(1.0, buckets), composite.group_size: fit_size(aspect, buckets)}
+    return "".join(sample_prompt_line(prompt, samples.negative, *sizes[len(names)], samples.steps, samples.scale,
+                                      samples.seed + offset) + "\n"
+                   for names, prompt in sample_prompt_groups(project, scans) for offset in range(samples.seeds))
 
 
 def _subset(pattern: dict[str, Any], image_dir: Path, repeats: int, token: str | None,
@@ -227,12 +245,12 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
     for role, (dataset, pattern) in zip(ROLES[stage], patterns, strict=True):
         if role == "originals":
             subsets = [_subset(pattern, project.originals_dir / scan.character.slug, scan.repeats,
-                               scan.character.name, user.subset) for scan in scans]
+                               scan.character.token, user.subset) for scan in scans]
         else:
             subsets = [_subset(pattern, project.composite_dir, project.composite.repeats, None, user.subset)]
             if stage == "stage2" and project.replay:
                 subsets += [_subset(pattern, project.replay_dir / scan.character.slug, scan.repeats,
-                                    scan.character.name, user.subset) for scan in scans]
+                                    scan.character.token, user.subset) for scan in scans]
         datasets.append({**dataset, "subsets": subsets})
     regularization = project.regularization
     if stage in regularization.folders:

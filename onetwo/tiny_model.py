@@ -4,8 +4,10 @@
 `train_network.py` accepts as `pretrained_model_name_or_path`, and a tokenizer cache to pass as its
 `tokenizer_cache_dir` (sd-scripts looks for `<cache>/openai_clip-vit-large-patch14`, so no download is needed).
 
-The UNet is full size (sd-scripts' own UNet class fixes its channels); the text encoder has 2 layers, the VAE four
-32-channel blocks and the tokenizer a byte-level vocabulary with no merges. torch, diffusers and transformers are
+The UNet is full size (sd-scripts' own UNet class fixes its channels) and the text encoder has SD1's shape (CLIP
+ViT-L/14's: 12 layers, width 768, MLP 3072, 12 heads), so a LoRA trained on it has the module names and shapes of one
+trained on a real SD1 checkpoint; the VAE has four 32-channel blocks and the tokenizer a byte-level vocabulary with
+no merges. torch, diffusers and transformers are
 imported inside the functions, so importing this module needs none of them.
 """
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: SD1's 12-layer text encoder
 MARKER = "tiny_sd.json"
 TOKENIZER_NAME = "openai_clip-vit-large-patch14"  # sd-scripts: model id "openai/clip-vit-large-patch14", "/" -> "_"
 MAX_LENGTH = 77
@@ -44,7 +46,7 @@ def _is_complete(dest: Path, seed: int) -> bool:
 
 
 def build_tiny_sd(dest: Path, seed: int = 0) -> TinySD:
-    """Build the model under `dest` unless a complete build with this seed is there (~35 s on 2 cores, 1.7 GB)."""
+    """Build the model under `dest` unless a complete build with this seed is there (~35 s on 2 cores, 1.9 GB)."""
     dest = Path(dest).resolve()
     if _is_complete(dest, seed):
         return _layout(dest)
@@ -89,8 +91,8 @@ def _build(layout: TinySD, seed: int) -> None:
         CLIPTextConfig(
             vocab_size=len(tokenizer),
             hidden_size=768,
-            intermediate_size=256,
-            num_hidden_layers=2,
+            intermediate_size=3072,
+            num_hidden_layers=12,
             num_attention_heads=12,
             max_position_embeddings=MAX_LENGTH,
             projection_dim=768,

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SUBMODULE = ROOT / "third_party" / "sd-scripts"
 DEFAULT_TORCH = "torch==2.14.1 torchvision==0.29.1"
 EXTRA = ["accelerate", "lycoris-lora>=3,<4"]  # lycoris-lora 4.x fails on SD1.x ("duplicated lora name")
+CUDA_PROBE = "import torch; print(torch.cuda.is_available(), torch.__version__)"
 TORCH_FAMILY = ("torch", "torchvision", "triton", "nvidia-")
 
 
@@ -57,6 +58,20 @@ def init_submodule() -> bool:
     return (SUBMODULE / "train_network.py").is_file()
 
 
+def install_gpu_extras(pip: list[str], constraints: str) -> None:
+    """With CUDA (as the installed torch sees it): bitsandbytes for AdamW8bit, and xformers only as a prebuilt wheel
+    whose requirements accept the installed torch (each xformers release pins one torch; never build one)."""
+    probe = subprocess.run([sys.executable, "-c", CUDA_PROBE], text=True, capture_output=True)
+    cuda, _, torch_version = probe.stdout.strip().partition(" ")
+    if probe.returncode != 0 or cuda != "True":
+        print("no CUDA GPU visible to torch: the GPU extras (bitsandbytes for AdamW8bit, xformers) are not added")
+        return
+    run([*pip, "bitsandbytes", "-c", constraints])
+    if run([*pip, "--only-binary", "xformers", "xformers", "-c", constraints], check=False).returncode != 0:
+        print(f"no xformers wheel accepts torch {torch_version}: skipped (`onetwo train` uses sdpa instead)",
+              file=sys.stderr)
+
+
 def main() -> int:
     options = argparse.ArgumentParser(description=__doc__)
     options.add_argument("--torch", default=DEFAULT_TORCH, help=f"torch requirement(s) (default: {DEFAULT_TORCH})")
@@ -72,6 +87,7 @@ def main() -> int:
     if have_sd_scripts:
         run([*pip, "-r", "requirements.txt", "-c", constraints.name], cwd=SUBMODULE)
     run([*pip, *EXTRA, "-c", constraints.name])
+    install_gpu_extras(pip, constraints.name)
     Path(constraints.name).unlink()
     if not have_sd_scripts:
         print("sd-scripts is missing: its tests will be skipped and `onetwo train` cannot run.", file=sys.stderr)

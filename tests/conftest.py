@@ -21,6 +21,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ONETWO_PROJECT", raising=False)
     monkeypatch.delenv("ONETWO_SD_SCRIPTS", raising=False)
+    monkeypatch.delenv("ONETWO_PYTHON", raising=False)
 
 
 def make_character(folder: Path, character_index: int, count: int = 3, size: tuple[int, int] = (200, 300),

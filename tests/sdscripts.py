@@ -252,6 +252,7 @@ def summarise_group(group: Any, sizes: list[list[int]]) -> list[dict[str, Any]]:
         datasets.append({"resolution": [dataset.width, dataset.height], "batch_size": dataset.batch_size,
                          "enable_bucket": dataset.enable_bucket, "min_bucket_reso": dataset.min_bucket_reso,
                          "max_bucket_reso": dataset.max_bucket_reso, "num_train_images": dataset.num_train_images,
+                         "batches": len(dataset), "num_reg_images": dataset.num_reg_images,
                          "subsets": subsets, "images": images,
                          "select": {f"{w}x{h}": list(dataset.bucket_manager.select_bucket(w, h)[0]) for w, h in sizes}})
     return datasets

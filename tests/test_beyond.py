@@ -139,7 +139,7 @@ def test_trio_sample_prompts_and_settings(make_project, cli, tmp_path: Path) -> 
     assert cli("render", "stage2")[0] == 0
     prompts = (tmp_path / "work" / "stage2" / "sample_prompts.txt").read_text().splitlines()
     assert len(prompts) == 3 + 6
-    assert any(line.startswith("c/a/b/COMPOSITE, 1girl") for line in prompts)
+    assert any(line.startswith("c/a/b/COMPOSITE, 3girls") for line in prompts)
     captions = [p.read_text() for p in (tmp_path / "work" / "composites").glob("*.txt")]
     assert len(captions) == 6 and all(c.count("/") == 3 for c in captions)
 

@@ -31,11 +31,11 @@ def test_parse_tags(text: str, tags: tuple[str, ...]) -> None:
 
 def test_composite_caption_puts_the_composite_token_first() -> None:
     caption = composite_caption(TEMPLATE, ("uzuki", "rin"), (("1girl", "smile"), ("1girl", "twintails")))
-    assert caption == "uzuki/rin/COMPOSITE, 1girl, smile, 1girl, twintails"
+    assert caption == "uzuki/rin/COMPOSITE, 2girls, smile, twintails"
 
 
 def test_empty_sides_leave_no_empty_tokens() -> None:
-    assert composite_caption(TEMPLATE, ("a", "b"), ((), ("x",))) == "a/b/COMPOSITE, x"
+    assert composite_caption(TEMPLATE, ("a", "b"), ((), ("x",))) == "a/b/COMPOSITE, a, x"  # a keeps its side
     assert single_caption("{name}, {tags}", "a", ()) == "a"
 
 

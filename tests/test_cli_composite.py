@@ -32,7 +32,7 @@ def test_composites_have_the_right_size_sources_and_captions(make_project, cli, 
                     for name, source in zip(entry["names"], entry["sources"], strict=True)]
         assert (left, right) == tuple(expected)
         caption = (tmp_path / "work" / "composites" / f"{stem}.txt").read_text(encoding="utf-8")
-        assert caption.startswith(f"{entry['names'][0]}/{entry['names'][1]}/COMPOSITE, 1girl, smile, pose")
+        assert caption.startswith(f"{entry['names'][0]}/{entry['names'][1]}/COMPOSITE, 2girls, smile, pose")
         assert caption == entry["caption"]
     assert "4 planned, 4 built" in err
 

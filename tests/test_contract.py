@@ -203,7 +203,7 @@ def check_composites(dataset: dict[str, Any], project: Project, resolution: int,
     assert tokens == sorted(f"{left}/{right}/COMPOSITE" for left, right in PAIRS)  # each order once
     for path, image in dataset["images"].items():
         left, right = image["caption"].split("/")[:2]
-        assert re.fullmatch(f"{left}/{right}/COMPOSITE, 1girl, {HAIR[left]}, pose[01], 1girl, {HAIR[right]}, pose[01]",
+        assert re.fullmatch(f"{left}/{right}/COMPOSITE, 2girls, {HAIR[left]}, pose[01], {HAIR[right]}, pose[01]",
                             image["caption"]), image["caption"]
         (width, height), (bucket_w, bucket_h) = image["size"], image["bucket"]
         assert width * bucket_h == height * bucket_w, f"{path}: {image['size']} cropped into {image['bucket']}"

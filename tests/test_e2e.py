@@ -2,12 +2,13 @@
 `onetwo train stage1`, `onetwo train stage2` run as a user runs them (subprocesses of the real CLI, every CPU
 setting in the project file); then the test reads what sd-scripts wrote.
 
-About 3 minutes and 9 GB of memory on 2 cores, plus ~35 s the first time to build the model into
+About 12 minutes and 10 GB of memory on 2 busy cores (README, Testing), plus the first build of the model into
 $ONETWO_TEST_MODEL_DIR (default .cache/tiny-sd, git-ignored, reused by later runs).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -20,8 +21,11 @@ from typing import Any
 
 import pytest
 
-from onetwo.config import Project, load_project
+from onetwo.config import Project
+from onetwo.project_file import load_project
 from onetwo.tiny_model import TinySD, build_tiny_sd
+from tests.kohya_hashes import kohya_hashes
+from tests.sd1_lora import expected_shapes
 from tests.sdscripts import (
     CHARACTERS,
     HAIR,
@@ -37,8 +41,10 @@ from tests.sdscripts import (
 pytestmark = [pytest.mark.slow, pytest.mark.sdscripts, needs_sdscripts]
 
 STAGES = ("stage1", "stage2")
+# A stage takes 1-4 minutes on 2 idle cores; on a busy machine sampling alone has taken over 20.
+STEP_TIMEOUT_S = 3600
+UI_MULTIPLIER = 0.8  # the LoRA strength of the UI merge test, as in <lora:name:0.8>
 PAIRS = [(left, right) for left in CHARACTERS for right in CHARACTERS if left != right]
-LOHA = {"alpha", "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ def onetwo(root: Path, project_file: Path, *argv: str) -> Step:
     command = [sys.executable, "-m", "onetwo", "--project", str(project_file), *argv, "--no-progress"]
     env = child_env(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, str(THIS_FILE), "measure", str(measured), "--", *command], cwd=root,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200)
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=STEP_TIMEOUT_S)
     stats = json.loads(measured.read_text(encoding="utf-8")) if measured.is_file() else {}
     return Step(tuple(argv), done.returncode, done.stdout, stats.get("wall_s", 0.0), stats.get("peak_rss_gib", 0.0))
 
@@ -101,6 +107,11 @@ def trained(tiny_model: TinySD, tmp_path_factory: pytest.TempPathFactory, reques
             for name, values in report.items():
                 reporter.write_line(f"e2e {name}: {values['wall_s']} s, peak RSS {values['peak_rss_gib']} GiB")
     return Trained(load_project(project_file), steps, before)
+
+
+@functools.cache
+def sd1_expected_shapes() -> dict[str, tuple[int, ...]]:
+    return expected_shapes(dim=8)
 
 
 def need(trained: Trained, *names: str) -> None:
@@ -131,23 +142,19 @@ def test_every_command_succeeds_and_says_where_its_output_is(trained: Trained) -
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_lora_is_a_loha_of_dim_8_in_fp16(trained: Trained, stage: str) -> None:
+    """The module set and shapes of a LoHa trained on a real SD1 checkpoint: 302 modules (72 text encoder, 230
+    UNet), named after diffusers' UNet2DConditionModel and transformers' CLIPTextModel, so the UIs map every one."""
     need(trained, stage)
     tensors, _ = lora(trained, stage)
-    modules: dict[str, set[str]] = {}
-    for key in tensors:
-        module, _, name = key.rpartition(".")
-        modules.setdefault(module, set()).add(name)
-    assert len(modules) == 242
-    assert sum(module.startswith("lora_te_") for module in modules) == 12
-    assert sum(module.startswith("lora_unet_") for module in modules) == 230
-    assert all(names == LOHA for names in modules.values())
+    expected = sd1_expected_shapes()
+    assert len({key.split(".")[0] for key in expected}) == 302
+    assert sum(key.startswith("lora_te_") for key in expected) == 72 * 5
+    missing, unexpected = sorted(expected.keys() - tensors.keys()), sorted(tensors.keys() - expected.keys())
+    assert (missing[:5], unexpected[:5]) == ([], []), (len(missing), len(unexpected))
+    wrong = {key: (tensor.shape, expected[key]) for key, tensor in tensors.items() if tensor.shape != expected[key]}
+    assert wrong == {}
     assert {str(tensor.dtype) for tensor in tensors.values()} == {"float16"}
-    for key, tensor in tensors.items():
-        name = key.rpartition(".")[2]
-        if name == "alpha":
-            assert float(tensor) == 1.0
-        else:  # rank 8: (out, 8) for the *_a factors, (8, in) for the *_b factors
-            assert tensor.shape[1 if name.endswith("_a") else 0] == 8, (key, tensor.shape)
+    assert {float(tensor) for key, tensor in tensors.items() if key.endswith(".alpha")} == {1.0}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -206,6 +213,37 @@ def test_stage2_continued_from_stage1(trained: Trained) -> None:
     provenance = json.loads(meta["modelspec.onetwo"])
     assert provenance["source"] == first.name
     assert provenance["source_sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+
+
+def test_hashes_are_the_ones_sd_scripts_computes(trained: Trained) -> None:
+    """AUTOMATIC1111 shows sshs_model_hash and Civitai links by it: onetwo replaced LyCORIS's own value with what
+    sd-scripts' train_util computes for its LoRAs, in every file of both stages."""
+    need(trained, "stage1", "stage2")
+    files = [trained.project.lora_file(stage) for stage in STAGES]
+    reference = kohya_hashes(files, trained.project.file.parent)
+    for stage, file in zip(STAGES, files, strict=True):
+        _, meta = lora(trained, stage)
+        assert [meta["sshs_model_hash"], meta["sshs_legacy_hash"]] == reference[str(file)]
+        assert f"{file.name}: set sshs_model_hash {meta['sshs_model_hash'][:12]}" in trained.steps[stage].output
+
+
+def test_the_uis_merge_gives_what_lycoris_computes(trained: Trained, tiny_model: TinySD) -> None:
+    """ComfyUI, Forge and AUTOMATIC1111 merge W += m · alpha/dim · (w1_a @ w1_b) ⊙ (w2_a @ w2_b): merged that way
+    into the tiny model, stage 2's file gives the outputs LyCORIS's forward hooks give."""
+    need(trained, "stage2")
+    root = trained.project.file.parent
+    result = root / "ui-merge.json"
+    command = [sys.executable, str(REPO / "tests" / "sd1_lora.py"), "compare", str(trained.project.lora_file("stage2")),
+               str(tiny_model.model_dir), str(result), str(UI_MULTIPLIER)]
+    done = subprocess.run(command, cwd=root, env=child_env(), capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, tail(done.stdout + done.stderr)
+    compared = json.loads(result.read_text(encoding="utf-8"))
+    assert compared["loaded"] == {"text_encoder": 72, "unet": 230} and compared["unmatched"] == []
+    assert compared["restored_exactly"]
+    for output, values in compared["outputs"].items():
+        assert values["merged_vs_hooked"] <= 1e-5, (output, values)
+        # visible: LyCORIS's merge_to, with (alpha/dim)² (1/8 of the strength), would miss by 7/8 of the effect
+        assert values["effect"] >= 100 * 1e-5, (output, values)
 
 
 def test_stage2_drew_every_sample_prompt(trained: Trained) -> None:
@@ -269,7 +307,38 @@ def test_joint_mode_trains_originals_and_composites_in_one_run(tiny_model: TinyS
 
     with safe_open(str(project.lora_file("joint")), framework="np") as handle:
         metadata = handle.metadata()
-        assert len({key.split(".")[0] for key in handle.keys()}) == 242  # noqa: SIM118
+        assert len({key.split(".")[0] for key in handle.keys()}) == 302  # noqa: SIM118
     assert len(json.loads(metadata["ss_datasets"])) == 2
     dirs = json.loads(metadata["ss_dataset_dirs"])
     assert set(dirs) == {*CHARACTERS, "composites"}
+
+
+def test_eval_scores_the_tiny_models_samples(trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`onetwo eval stage2` on the real sample folder, the stand-in models in a huggingface cache, offline: the
+    report's structure and counts (the tiny model draws noise, so not its verdicts)."""
+    pytest.importorskip("onnxruntime", reason="onetwo eval needs onnxruntime: pip install 'onetwo[eval]'")
+    pytest.importorskip("onnx", reason="building the stand-in models needs onnx (in the dev extra)")
+    from PIL import Image
+
+    from tests import evalkit
+
+    need(trained, "stage2")
+    models = evalkit.write_models(tmp_path / "models")
+    monkeypatch.setenv("HF_HUB_CACHE", str(evalkit.fake_hub_cache(tmp_path / "hub", models)))
+    project = trained.project
+    step = onetwo(project.file.parent, project.file, "eval", "stage2", "--offline")
+    assert step.returncode == 0, tail(step.output, 80)
+    out_dir = project.work_dir / "eval" / "stage2"
+    report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    samples = sorted((project.output_dir / "sample").glob("e2e-stage2_e*.png"))
+    epochs = sorted({int(path.name.split("_")[1][1:]) for path in samples})
+    assert [epoch["epoch"] for epoch in report["epochs"]] == epochs
+    assert len(report["images"]) == len(samples) == len(CHARACTERS) + len(PAIRS)
+    totals = report["totals"]
+    assert sum(totals["groups"].values()) == len(PAIRS) and sum(totals["singles"].values()) == len(CHARACTERS)
+    assert report["best_epoch"]["epoch"] in epochs and report["seam"]["positives"] > 0
+    assert {image["characters"][0] for image in report["images"]} == set(CHARACTERS)
+    for name in ("curves.png", "contact_sheet.png"):
+        with Image.open(out_dir / name) as image:
+            assert image.format == "PNG"
+    assert f"report: {out_dir / 'report.json'}" in step.output

@@ -1,0 +1,185 @@
+"""What the base model is, read without torch: a .safetensors header, a .ckpt's pickle (opcodes, never unpickled), a
+diffusers folder's JSON. `check` compares it with what the project says before any model load."""
+
+from __future__ import annotations
+
+import json
+import pickletools
+import struct
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MAX_HEADER_BYTES = 100 << 20
+MAX_PICKLE_BYTES = 64 << 20
+UNET = "model.diffusion_model."
+# The text encoder of each family in the single-file (original LDM) layout sd-scripts loads.
+FAMILY_MARKERS = (("sdxl", "conditioner.embedders."), ("sd2", "cond_stage_model.model."),
+                  ("sd1", "cond_stage_model.transformer."))
+# Cross-attention width of the UNet: what the text encoder hands it.
+CONTEXT_FAMILY = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+CROSS_ATTENTION_KEY = f"{UNET}input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+LORA_PARTS = (".hada_w1_a", ".lokr_w1", ".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.")
+FAMILY_NAMES = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}
+PROJECT_MODEL = {"sd1": "sd1", "sd2": "sd1", "sdxl": "sdxl"}  # the project.model that trains each family
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """kind: sd1, sd2, sdxl; lora, vae, not_a_model, truncated; unchecked (a format that cannot be read safely)."""
+
+    kind: str
+    detail: str
+
+
+def classify_keys(keys: Iterable[str], shapes: dict[str, list[int]] | None = None) -> ModelKind:
+    """The family of a state dict from its key names (and the cross-attention shape, where a header gives it)."""
+    keys = list(keys)
+    lora = [key for key in keys if key.startswith(LORA_PREFIXES) or any(part in key for part in LORA_PARTS)]
+    if lora and len(lora) * 2 >= len(keys):
+        algo = "LoHa" if any(".hada_" in key for key in lora) else "LoKr" if any(".lokr_" in key for key in lora) \
+            else "LoRA"
+        return ModelKind("lora", f"a {algo} network: {len(lora)} module tensors such as {lora[0]!r}")
+    if any(key.startswith(UNET) for key in keys):
+        for family, marker in FAMILY_MARKERS:
+            if any(key.startswith(marker) for key in keys):
+                return ModelKind(family, f"an {FAMILY_NAMES[family]} checkpoint ({marker}* text encoder keys)")
+        shape = (shapes or {}).get(CROSS_ATTENTION_KEY)
+        if shape and len(shape) == 2 and shape[1] in CONTEXT_FAMILY:
+            family = CONTEXT_FAMILY[shape[1]]
+            return ModelKind(family, f"an {FAMILY_NAMES[family]} UNet (cross-attention width {shape[1]})")
+        if any(key.startswith(f"{UNET}label_emb.") for key in keys):
+            return ModelKind("sdxl", "an SDXL UNet (label_emb keys)")
+        return ModelKind("not_a_model", "a UNet without the text encoder sd-scripts needs")
+    if keys and all(key.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")) for key in keys):
+        return ModelKind("vae", "a VAE alone")
+    sample = ", ".join(repr(key) for key in keys[:3]) or "no tensors"
+    return ModelKind("not_a_model", f"no {UNET}* keys of a Stable Diffusion checkpoint; first keys: {sample}")
+
+
+def read_safetensors(path: Path) -> ModelKind:
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            return ModelKind("truncated", f"{size} bytes, shorter than a safetensors header")
+        (length,) = struct.unpack("<Q", head)
+        if length > MAX_HEADER_BYTES:
+            return ModelKind("not_a_model", "no safetensors header")
+        if 8 + length > size:
+            return ModelKind("truncated", f"its header says {length} bytes of JSON, the file holds {size - 8}")
+        try:
+            header = json.loads(handle.read(length))
+        except (UnicodeDecodeError, ValueError):
+            return ModelKind("not_a_model", "its safetensors header is not JSON")
+    if not isinstance(header, dict):
+        return ModelKind("not_a_model", "its safetensors header is not a table of tensors")
+    tensors = {key: value for key, value in header.items() if key != "__metadata__" and isinstance(value, dict)}
+    data_end = max((int(value.get("data_offsets", [0, 0])[1]) for value in tensors.values()), default=0)
+    if 8 + length + data_end > size:
+        return ModelKind("truncated", f"its tensors end at byte {8 + length + data_end}, the file has {size}")
+    return classify_keys(tensors, {key: value.get("shape") for key, value in tensors.items()})
+
+
+def pickle_strings(data: bytes) -> list[str]:
+    """Every string constant in a pickle, by walking its opcodes: nothing is executed or imported."""
+    strings: list[str] = []
+    for opcode, arg, _ in pickletools.genops(data):
+        if isinstance(arg, str) and opcode.name not in ("GLOBAL", "INST"):
+            strings.append(arg)
+    return strings
+
+
+def read_checkpoint_zip(path: Path) -> ModelKind:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
+            if not names:
+                return ModelKind("not_a_model", "a zip file without the data.pkl of a torch checkpoint")
+            info = archive.getinfo(names[0])
+            if info.file_size > MAX_PICKLE_BYTES:
+                return ModelKind("unchecked", f"its data.pkl is {info.file_size} bytes, too large to read")
+            data = archive.read(info)
+    except zipfile.BadZipFile as exc:
+        return ModelKind("truncated", f"a zip without its end record ({exc}): the download stopped early")
+    except (OSError, EOFError) as exc:
+        return ModelKind("truncated", f"cannot read its data.pkl ({exc})")
+    try:
+        strings = pickle_strings(data)
+    except (ValueError, IndexError, struct.error) as exc:
+        return ModelKind("not_a_model", f"its data.pkl is not a readable pickle ({exc})")
+    return classify_keys(string for string in strings if "." in string or string.startswith(LORA_PREFIXES))
+
+
+def read_diffusers(folder: Path) -> ModelKind:
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        return ModelKind("not_a_model", "a folder without the model_index.json of a diffusers model")
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+        unet_file = folder / "unet" / "config.json"
+        unet = json.loads(unet_file.read_text(encoding="utf-8")) if unet_file.is_file() else {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return ModelKind("not_a_model", f"its model_index.json or unet/config.json cannot be read ({exc})")
+    pipeline = str(index.get("_class_name", "")) if isinstance(index, dict) else ""
+    if not isinstance(unet, dict) or "unet" not in index:
+        return ModelKind("not_a_model", f"a diffusers {pipeline or 'folder'} without a UNet")
+    context = unet.get("cross_attention_dim")
+    if "XL" in pipeline or context == 2048 or unet.get("addition_embed_type") == "text_time":
+        return ModelKind("sdxl", f"an SDXL diffusers {pipeline or 'folder'}")
+    family = CONTEXT_FAMILY.get(context, "sd1") if isinstance(context, int) else "sd1"
+    return ModelKind(family, f"an {FAMILY_NAMES[family]} diffusers {pipeline or 'folder'} (cross-attention {context})")
+
+
+def classify(path: Path) -> ModelKind:
+    """What `path` holds, by its content (not its suffix)."""
+    if path.is_dir():
+        return read_diffusers(path)
+    with path.open("rb") as handle:
+        head = handle.read(9)
+    if not head:
+        return ModelKind("truncated", "an empty file")
+    if head[:2] == b"PK":
+        return read_checkpoint_zip(path)
+    if head[:1] == b"\x80":
+        return ModelKind("unchecked", "a legacy (non-zip) torch pickle, which cannot be read without unpickling it")
+    if head[8:9] == b"{" or path.suffix.lower() == ".safetensors":
+        return read_safetensors(path)
+    return ModelKind("not_a_model", "neither safetensors, a torch checkpoint nor a diffusers folder")
+
+
+def base_model_problems(path: Path, project_model: str, flat_config: dict[str, Any] | None = None
+                        ) -> tuple[list[str], list[str]]:
+    """(problems, notes) about `project.base_model` for a project trained as `project_model` (sd1 or sdxl)."""
+    if not path.exists():
+        return [], []  # launch.preflight reports a missing file
+    try:
+        found = classify(path)
+    except OSError as exc:
+        return [f"{path}: project.base_model cannot be read ({exc}); check the path and its permissions"], []
+    fix_path = "point project.base_model at a Stable Diffusion checkpoint (.safetensors or .ckpt) or a diffusers folder"
+    if found.kind == "truncated":
+        return [f"{path}: project.base_model is truncated ({found.detail}); download it again"], []
+    if found.kind == "lora":
+        return [f"{path}: project.base_model is a LoRA ({found.detail}), not a base model; {fix_path} (the one "
+                "the LoRA was made for). To continue training a LoRA, use stage 2's --from"], []
+    if found.kind in ("vae", "not_a_model"):
+        return [f"{path}: project.base_model is not a model sd-scripts can train on ({found.detail}); {fix_path}"], []
+    if found.kind == "unchecked":
+        return [], [f"{path}: the base model cannot be checked ({found.detail}); sd-scripts will load it as it is"]
+    wanted = PROJECT_MODEL[found.kind]
+    if wanted != project_model:
+        other = "an SDXL checkpoint" if project_model == "sdxl" else "an SD1 checkpoint"
+        return [f"{path}: project.base_model is {found.detail}, but project.model is {project_model!r}; set "
+                f"project.model = {wanted!r} in [project], or point base_model at {other}"], []
+    v2 = bool((flat_config or {}).get("v2"))
+    if found.kind == "sd2" and not v2:
+        return [f"{path}: project.base_model is {found.detail}; set v2 = true in [training] (and "
+                "v_parameterization = true for a 768-v model), or point base_model at an SD1 checkpoint"], []
+    if found.kind == "sd1" and v2:
+        return [f"{path}: project.base_model is {found.detail}, but the training settings say v2 = true; remove v2 "
+                "(and v_parameterization) from the project"], []
+    return [], [f"base model: {found.detail}"]

@@ -1,0 +1,273 @@
+"""The training plan of a stage before any GPU time: what kohya will count from the rendered files. Pure.
+
+Mirrors sd-scripts (the pinned commit): config_util's fallbacks (subset → dataset → general → training config),
+DreamBoothDataset's repeats and regularization fill, BucketManager.select_bucket, `len(dataset)` = the sum over
+buckets of ceil(images in bucket x repeats / batch_size), and train_network.py's steps, saves and samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from onetwo.buckets import make_bucket_resolutions
+
+DEFAULT_MAX_TRAIN_STEPS = 1600  # train_network.py's default when neither epochs nor steps are given
+# train_network.py's argparse names for the dataset keys it falls back to (config_util's name map).
+TRAIN_KEY_OF = {"batch_size": "train_batch_size", "num_repeats": "dataset_repeats"}
+DATASET_DEFAULTS = {"batch_size": 1, "enable_bucket": False, "min_bucket_reso": 256, "max_bucket_reso": 1024,
+                    "bucket_reso_steps": 64, "bucket_no_upscale": False, "resolution": None}
+
+
+@dataclass(frozen=True)
+class SubsetImages:
+    """What onetwo knows of one image folder before kohya reads it: a label, each image's size, and how many of
+    its images show each character (a composite shows two)."""
+
+    label: str
+    sizes: tuple[tuple[int, int], ...]
+    appearances: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class SubsetRow:
+    label: str
+    images: int
+    repeats: int
+    trained: int  # images x repeats as kohya registers them (regularization: filled up to the training images)
+    is_reg: bool
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    stage: str
+    rows: tuple[SubsetRow, ...]
+    characters: tuple[tuple[str, int], ...]  # per character: images showing it x repeats, in one epoch
+    batches: int  # len(dataset): kohya's batches per epoch, summed over the [[datasets]]
+    accumulation: int
+    processes: int
+    steps_per_epoch: int
+    epochs: int
+    total_steps: int
+    checkpoints: int
+    sample_rounds: int
+    prompts: int
+    seconds_per_step: float | None = None
+    rate_source: str = ""
+
+    @property
+    def sample_images(self) -> int:
+        return self.sample_rounds * self.prompts
+
+
+def setting(key: str, levels: Sequence[Mapping[str, Any]], default: Any = None) -> Any:
+    """config_util's search_value: the first level that has the key with a value that is not None."""
+    for level in levels:
+        value = level.get(key)
+        if value is not None:
+            return value
+    return default
+
+
+def resolution_of(value: Any) -> tuple[int, int]:
+    if isinstance(value, (list, tuple)):
+        return int(value[0]), int(value[-1])
+    if isinstance(value, str):
+        parts = [int(part) for part in value.split(",")]
+        return parts[0], parts[-1]
+    return int(value), int(value)
+
+
+def _round_to_steps(value: float, steps: int) -> int:
+    value = int(value + 0.5)
+    return value - value % steps
+
+
+def select_bucket(width: int, height: int, settings: Mapping[str, Any],
+                  resos: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """BucketManager.select_bucket: the predefined bucket of nearest aspect (an exact size first), or with
+    bucket_no_upscale the image's own size, shrunk to the resolution's area, cut to whole steps."""
+    aspect = width / height
+    if not settings["enable_bucket"]:
+        return resos[0]
+    if not settings["bucket_no_upscale"]:
+        if (width, height) in resos:
+            return width, height
+        return min(resos, key=lambda reso: abs(reso[0] / reso[1] - aspect))
+    steps = settings["bucket_reso_steps"]
+    max_area = settings["resolution"][0] * settings["resolution"][1]
+    if width * height > max_area:
+        resized_width = math.sqrt(max_area * aspect)
+        resized_height = max_area / resized_width
+        width_rounded = _round_to_steps(resized_width, steps)
+        height_in_wr = _round_to_steps(width_rounded / aspect, steps)
+        height_rounded = _round_to_steps(resized_height, steps)
+        width_in_hr = _round_to_steps(height_rounded * aspect, steps)
+        if abs(width_rounded / height_in_wr - aspect) < abs(width_in_hr / height_rounded - aspect):
+            size = (width_rounded, int(width_rounded / aspect + 0.5))
+        else:
+            size = (int(height_rounded * aspect + 0.5), height_rounded)
+    else:
+        size = (width, height)
+    return size[0] - size[0] % steps, size[1] - size[1] % steps
+
+
+def dataset_settings(general: Mapping[str, Any], dataset: Mapping[str, Any],
+                     flat_config: Mapping[str, Any]) -> dict[str, Any]:
+    levels = [dataset, general, {key: flat_config.get(TRAIN_KEY_OF.get(key, key)) for key in DATASET_DEFAULTS}]
+    settings = {key: setting(key, levels, default) for key, default in DATASET_DEFAULTS.items()}
+    settings["resolution"] = resolution_of(settings["resolution"] or 512)
+    return settings
+
+
+def dataset_batches(general: Mapping[str, Any], dataset: Mapping[str, Any], flat_config: Mapping[str, Any],
+                    images: Mapping[str, SubsetImages]) -> tuple[int, list[SubsetRow], Counter[str]]:
+    """One [[datasets]]: (kohya's len(dataset), a row per subset, per-character images x repeats)."""
+    settings = dataset_settings(general, dataset, flat_config)
+    if settings["enable_bucket"] and not settings["bucket_no_upscale"]:
+        resos = make_bucket_resolutions(settings["resolution"], settings["min_bucket_reso"],
+                                        settings["max_bucket_reso"], settings["bucket_reso_steps"])
+    else:
+        resos = [settings["resolution"]]
+    fallback = {"num_repeats": flat_config.get("dataset_repeats")}
+    buckets: Counter[tuple[int, int]] = Counter()
+    rows: list[SubsetRow] = []
+    characters: Counter[str] = Counter()
+    regularization: list[tuple[tuple[int, int], int]] = []
+    reg_rows: list[tuple[str, int, int]] = []
+    train_images = 0
+    seen: set[str] = set()
+    for subset in dataset.get("subsets", []):
+        folder = str(subset.get("image_dir", ""))
+        repeats = int(setting("num_repeats", [subset, dataset, general, fallback], 1))
+        known = images.get(folder, SubsetImages(folder, ()))
+        if repeats < 1 or folder in seen or not known.sizes:
+            continue  # kohya ignores these subsets with a warning
+        seen.add(folder)
+        if subset.get("is_reg"):
+            regularization += [(size, repeats) for size in known.sizes]
+            reg_rows.append((known.label, len(known.sizes), repeats))
+            continue
+        train_images += repeats * len(known.sizes)
+        for width, height in known.sizes:
+            buckets[select_bucket(width, height, settings, resos)] += repeats
+        characters.update({name: count * repeats for name, count in known.appearances})
+        rows.append(SubsetRow(known.label, len(known.sizes), repeats, repeats * len(known.sizes), False))
+    # DreamBoothDataset: regularization images are registered in turn, then one more repeat each, until they
+    # match the training images.
+    if regularization:
+        registered = [0] * len(regularization)
+        total, first = 0, True
+        while total < train_images:
+            for index, (_, repeats) in enumerate(regularization):
+                step = repeats if first else 1
+                registered[index] += step
+                total += step
+                if total >= train_images:
+                    break
+            first = False
+        for ((width, height), _), count in zip(regularization, registered, strict=True):
+            if count:
+                buckets[select_bucket(width, height, settings, resos)] += count
+        start = 0
+        for label, count, repeats in reg_rows:
+            rows.append(SubsetRow(label, count, repeats, sum(registered[start:start + count]), True))
+            start += count
+    batch_size = int(settings["batch_size"])
+    return sum(math.ceil(count / batch_size) for count in buckets.values()), rows, characters
+
+
+def count_prompts(sample_prompts: str) -> int:
+    """Lines kohya's sampler reads from a .txt prompts file: not empty, not a '#' comment."""
+    return sum(1 for line in sample_prompts.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def stage_plan(stage: str, dataset_doc: Mapping[str, Any], flat_config: Mapping[str, Any],
+               images: Mapping[str, SubsetImages], sample_prompts: str, processes: int = 1,
+               seconds_per_step: float | None = None, rate_source: str = "") -> StagePlan:
+    general = dataset_doc.get("general", {})
+    batches = 0
+    rows: list[SubsetRow] = []
+    characters: Counter[str] = Counter()
+    for dataset in dataset_doc.get("datasets", []):
+        count, dataset_rows, dataset_characters = dataset_batches(general, dataset, flat_config, images)
+        batches += count
+        rows += dataset_rows
+        characters.update(dataset_characters)
+    accumulation = max(1, int(flat_config.get("gradient_accumulation_steps") or 1))
+    processes = max(1, processes)
+    epochs_asked = flat_config.get("max_train_epochs")
+    if epochs_asked is not None:
+        total = int(epochs_asked) * math.ceil(batches / processes / accumulation)
+    else:
+        total = int(flat_config.get("max_train_steps") or DEFAULT_MAX_TRAIN_STEPS)
+    per_epoch = math.ceil(math.ceil(batches / processes) / accumulation)  # after accelerate shards the loader
+    epochs = math.ceil(total / per_epoch) if per_epoch else 0
+    return StagePlan(stage, tuple(rows), tuple(sorted(characters.items())), batches, accumulation, processes,
+                     per_epoch, epochs, total, checkpoints(flat_config, epochs, total),
+                     sample_rounds(flat_config, epochs, total), count_prompts(sample_prompts) if
+                     flat_config.get("sample_prompts") else 0, seconds_per_step, rate_source)
+
+
+def checkpoints(flat_config: Mapping[str, Any], epochs: int, total_steps: int) -> int:
+    """Every save_every_n_epochs (not the last epoch), every save_every_n_steps, and the final file."""
+    every = flat_config.get("save_every_n_epochs")
+    ratio = flat_config.get("save_n_epoch_ratio")
+    if ratio:
+        every = math.floor(epochs / ratio) or 1
+    saves = sum(1 for epoch in range(1, epochs) if epoch % every == 0) if every else 0
+    if flat_config.get("save_every_n_steps"):
+        saves += total_steps // int(flat_config["save_every_n_steps"])
+    return saves + 1
+
+
+def sample_rounds(flat_config: Mapping[str, Any], epochs: int, total_steps: int) -> int:
+    """sample_images_common: at step 0 with sample_at_first, then per epoch (which wins) or per step."""
+    rounds = 1 if flat_config.get("sample_at_first") else 0
+    if flat_config.get("sample_every_n_epochs"):
+        rounds += epochs // int(flat_config["sample_every_n_epochs"])
+    elif flat_config.get("sample_every_n_steps"):
+        rounds += total_steps // int(flat_config["sample_every_n_steps"])
+    return rounds
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def format_plan(plan: StagePlan) -> str:
+    """The table `check`, `render` and `train --dry-run` print."""
+    lines = [f"{plan.stage} plan (as kohya will count it):"]
+    for row in plan.rows:
+        kind = "  regularization" if row.is_reg else ""
+        lines.append(f"  {row.label:<24} {row.images:>6} images x {row.repeats:>3} repeats = {row.trained:>7}{kind}")
+    total = sum(count for _, count in plan.characters)
+    if plan.characters:
+        shares = ", ".join(f"{name} {count} ({count / total:.0%})" for name, count in plan.characters)
+        low, high = min(count for _, count in plan.characters), max(count for _, count in plan.characters)
+        ratio = f"; most/least {high / low:.2f}" if low else ""
+        lines.append(f"  balance                  {shares}{ratio}")
+    accumulation = f" / {plan.accumulation} accumulated" if plan.accumulation > 1 else ""
+    processes = f" / {plan.processes} processes" if plan.processes > 1 else ""
+    lines += [
+        f"  steps per epoch          {plan.steps_per_epoch} ({plan.batches} batches{accumulation}{processes})",
+        f"  total steps              {plan.total_steps} ({_count(plan.epochs, 'epoch')})",
+        f"  checkpoints written      {plan.checkpoints}",
+        f"  sample images            {plan.sample_images} ({_count(plan.sample_rounds, 'round')} x "
+        f"{_count(plan.prompts, 'prompt')})",
+    ]
+    if plan.seconds_per_step:
+        lines.append(f"  time estimate            {_duration(plan.total_steps * plan.seconds_per_step)} at "
+                     f"{plan.seconds_per_step:.2f} s/step ({plan.rate_source}; sampling not included)")
+    else:
+        lines.append("  time estimate            unknown until a run of this stage has logged its speed")
+    return "\n".join(lines)

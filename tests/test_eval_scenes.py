@@ -1,0 +1,97 @@
+"""Synthetic scenes with known answers, scored by the real pipeline (the wrappers on the stand-in models, the
+assignment, the seam score, the cache): every count is exact."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("numpy", reason="onetwo eval needs numpy: pip install 'onetwo[eval]'")
+pytest.importorskip("onnxruntime", reason="onetwo eval needs onnxruntime: pip install 'onetwo[eval]'")
+pytest.importorskip("onnx", reason="building the stand-in models needs onnx (in the dev extra)")
+
+from onetwo.eval.backends import Backends
+from onetwo.eval.cache import FeatureCache
+from onetwo.eval.onnx_models import CcipEmbedder, YoloPersonDetector
+from onetwo.eval.report import epoch_summaries
+from onetwo.eval.samples import Sample
+from onetwo.eval.score import Settings, reference_features, score_samples
+from onetwo.eval.stats import BestEpochRule, best_epoch
+from tests import evalkit
+
+SETTINGS = Settings(threshold=evalkit.THRESHOLD, blend_margin=evalkit.THRESHOLD / 4, seam_threshold=0.03)
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory: pytest.TempPathFactory) -> Backends:
+    files = evalkit.write_models(tmp_path_factory.mktemp("models"))
+    return Backends(YoloPersonDetector(files["model"], "stand-in detector"),
+                    CcipEmbedder(files["features"], files["metrics"], files["threshold"], "stand-in embedder"))
+
+
+def write_scenes(folder: Path, epoch: int, cases: list[evalkit.Case]) -> list[Sample]:
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for index, case in enumerate(cases):
+        path = folder / f"e{epoch}_{index:02d}.png"
+        evalkit.scene(case.figures, seam=case.seam).save(path)
+        samples.append(Sample(path, epoch, index, case.prompted, None))
+    return samples
+
+
+def test_every_scene_gets_its_known_class_and_the_counts_are_exact(backends: Backends, tmp_path: Path) -> None:
+    cases = evalkit.scene_cases()
+    samples = write_scenes(tmp_path / "samples", 1, cases)
+    cache = FeatureCache(tmp_path / "cache", "stand-ins")
+    references = reference_features(evalkit.reference_images(tmp_path / "refs"), backends, cache)
+    scored = score_samples(samples, references, backends, SETTINGS, cache)
+    assert [item.verdict.label for item in scored] == [case.label for case in cases]
+    assert [item.verdict.leak for item in scored] == [case.seam for case in cases]
+    summary = epoch_summaries(scored)[1]
+    groups = [case for case in cases if len(case.prompted) > 1]
+    assert summary.group_counts == {"correct": 3, "swapped": 1, "clone": 2, "blend": 1, "missing": 1, "extra": 1,
+                                    "wrong_character": 1}
+    assert summary.single_counts == {"correct": 1, "wrong_character": 1, "duplicated": 1, "missing": 1}
+    assert summary.groups == len(groups) and summary.leaks == 1
+    rates = summary.rates()
+    assert rates["pair_success"].hits == 3 and rates["pair_success"].total == 10
+    assert rates["single_accuracy"].value == 0.25
+    figures = scored[0].verdict.figures
+    assert [figure.name for figure in figures] == ["aoi", "midori"]
+    assert figures[0].box[0] < figures[1].box[0]
+
+
+def test_epochs_are_summarised_apart_and_the_best_is_picked(backends: Backends, tmp_path: Path) -> None:
+    cases = evalkit.scene_cases()
+    good = [evalkit.Case(case.prompted, case.prompted, "correct") for case in cases if case.prompted]
+    samples = write_scenes(tmp_path / "e1", 1, cases) + write_scenes(tmp_path / "e2", 2, good)
+    cache = FeatureCache(tmp_path / "cache", "stand-ins")
+    references = reference_features(evalkit.reference_images(tmp_path / "refs"), backends, cache)
+    summaries = epoch_summaries(score_samples(samples, references, backends, SETTINGS, cache))
+    assert summaries[2].rates()["pair_success"].value == 1.0
+    assert summaries[2].rates()["single_accuracy"].value == 1.0
+    best = best_epoch(summaries, BestEpochRule())
+    assert best.epoch == 2 and best.eligible == (2,)
+
+
+def test_a_rerun_scores_only_new_images(backends: Backends, tmp_path: Path) -> None:
+    cases = evalkit.scene_cases()[:4]
+    samples = write_scenes(tmp_path / "samples", 1, cases)
+    references = evalkit.reference_images(tmp_path / "refs")
+    first = FeatureCache(tmp_path / "cache", "stand-ins")
+    labels = [item.verdict.label for item in score_samples(samples, reference_features(references, backends, first),
+                                                            backends, SETTINGS, first)]
+    first.save()
+    later = write_scenes(tmp_path / "more", 2, evalkit.scene_cases()[4:6])
+    again = FeatureCache(tmp_path / "cache", "stand-ins")
+    assert again.file == first.file and again.file.is_file()
+    vectors = reference_features(references, backends, again)
+    assert again.hits == sum(len(paths) for paths in references.values())
+    scored = score_samples(samples + later, vectors, backends, SETTINGS, again)
+    assert again.hits == sum(len(paths) for paths in references.values()) + len(samples)  # the two new ones missed
+    assert [item.verdict.label for item in scored[:4]] == labels
+    expected = Counter(case.label for case in evalkit.scene_cases()[4:6])
+    assert Counter(item.verdict.label for item in scored[4:]) == expected
+    assert FeatureCache(tmp_path / "cache", "other models").entries == {}  # another model pair starts afresh
