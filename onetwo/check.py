@@ -184,7 +184,8 @@ def summary_table(report: CharacterReport, buckets: BucketSettings, threshold: f
     link = f" (a link to {folder.resolve()})" if folder.is_symlink() else ""
     rows = [
         ("images", f"{len(scan.images)} found, {len(report.usable)} usable"),
-        ("captioned", f"{captioned} ({len(report.usable) - captioned} use the name token alone)"),
+        ("captioned", f"{captioned} ({len(report.usable) - captioned} without a caption file: "
+                      f"{scan.character.token!r} alone)"),
         ("skipped", f"{len(report.skipped)}" + "".join(f"\n{'':14}{Path(p).name}: {why}" for p, why in report.skipped)),
         ("sizes", sizes),
         ("longest", f"{report.longest_caption[0]} CLIP tokens ({report.longest_caption[1] or '-'})"),

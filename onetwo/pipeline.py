@@ -46,7 +46,7 @@ def scan(project: Project, workers: int | None = None, progress: bool = True,
             print(summary_table(report, buckets, CROP_WARNING))
         else:
             missing = len(item.uncaptioned)
-            note = f", {missing} without a caption (the token alone is used)" if missing else ""
+            note = f", {missing} without a caption (captioned {item.character.token!r} alone)" if missing else ""
             skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
             info(f"{item.character.name}: {len(report.scan.images)} images{skipped}{note}, repeats {item.repeats} "
                  f"({item.character.images})")
