@@ -30,30 +30,21 @@ from tests.sdscripts import (
     CHARACTERS,
     HAIR,
     REPO,
-    THIS_FILE,
     TINY_DATASET,
+    Step,
     child_env,
     cpu_project,
     needs_sdscripts,
+    run_onetwo,
     tail,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.sdscripts, needs_sdscripts]
 
 STAGES = ("stage1", "stage2")
-# A stage takes 1-4 minutes on 2 idle cores; on a busy machine sampling alone has taken over 20.
-STEP_TIMEOUT_S = 3600
 UI_MULTIPLIER = 0.8  # the LoRA strength of the UI merge test, as in <lora:name:0.8>
 PAIRS = [(left, right) for left in CHARACTERS for right in CHARACTERS if left != right]
 
-
-@dataclass(frozen=True)
-class Step:
-    argv: tuple[str, ...]
-    returncode: int
-    output: str
-    wall_s: float
-    peak_rss_gib: float
 
 
 @dataclass(frozen=True)
@@ -73,15 +64,7 @@ def tiny_model() -> TinySD:
     return build_tiny_sd(Path(os.environ.get("ONETWO_TEST_MODEL_DIR") or REPO / ".cache" / "tiny-sd"))
 
 
-def onetwo(root: Path, project_file: Path, *argv: str) -> Step:
-    """`python -m onetwo ...` in a subprocess, its output captured, its wall time and peak RSS measured."""
-    measured = root / f"measure-{hashlib.sha256(' '.join(argv).encode()).hexdigest()[:12]}.json"
-    command = [sys.executable, "-m", "onetwo", "--project", str(project_file), *argv, "--no-progress"]
-    env = child_env(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    done = subprocess.run([sys.executable, str(THIS_FILE), "measure", str(measured), "--", *command], cwd=root,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=STEP_TIMEOUT_S)
-    stats = json.loads(measured.read_text(encoding="utf-8")) if measured.is_file() else {}
-    return Step(tuple(argv), done.returncode, done.stdout, stats.get("wall_s", 0.0), stats.get("peak_rss_gib", 0.0))
+onetwo = run_onetwo
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.sdscripts import REPO, SD_SCRIPTS, THIS_FILE, child_env, cpu_project, needs_sdscripts, tail
+from tests.sdscripts import REPO, SD_SCRIPTS, Step, child_env, cpu_project, needs_sdscripts, run_onetwo, tail
 
 pytestmark = [pytest.mark.slow, pytest.mark.sdscripts, needs_sdscripts]
 
@@ -37,21 +37,12 @@ DIM = 8
 # 4 images (stage 1) or 2 composites (stage 2), each stage's images in one bucket: one step a stage.
 SDXL_DATASET = {"resolution": 64, "min_bucket_reso": 64, "max_bucket_reso": 128, "batch_size": 4}
 IMAGES = {"stage1": 4, "stage2": 2}
-STEP_TIMEOUT_S = 3600  # a stage took 3-4 minutes on 2 shared cores; far longer under heavier load
 # LyCORIS's kohya network on sd-scripts' SDXL UNet (conv_dim 0): in 11 Transformer2DModels, 70 transformer blocks x
 # 10 Linear + 22 proj_in/proj_out; in 17 ResnetBlock2Ds, 17 time-embedding Linears + 11 1x1 skip convolutions.
 UNET_MODULES = 750
 # CLIP-L: 12 layers x (q, k, v, out, fc1, fc2); bigG has 32 layers (192 modules), the tiny model's 2.
 TE1_MODULES, TE2_MODULES = 72, 12
 
-
-@dataclass(frozen=True)
-class Step:
-    argv: tuple[str, ...]
-    returncode: int
-    output: str
-    wall_s: float
-    peak_rss_gib: float
 
 
 @dataclass(frozen=True)
@@ -68,15 +59,10 @@ def tiny_sdxl() -> Any:
     return build_tiny_sdxl(Path(os.environ.get("ONETWO_TEST_SDXL_DIR") or REPO / ".cache" / "tiny-sdxl"))
 
 
-def onetwo(root: Path, project_file: Path, *argv: str) -> Step:
-    """`python -m onetwo ...` in a subprocess, its output captured, its wall time and peak RSS measured."""
-    measured = root / f"measure-{hashlib.sha256(' '.join(argv).encode()).hexdigest()[:12]}.json"
-    command = [sys.executable, "-m", "onetwo", "--project", str(project_file), *argv, "--no-progress"]
-    env = child_env(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    done = subprocess.run([sys.executable, str(THIS_FILE), "measure", str(measured), "--", *command], cwd=root,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=STEP_TIMEOUT_S)
-    stats = json.loads(measured.read_text(encoding="utf-8")) if measured.is_file() else {}
-    return Step(tuple(argv), done.returncode, done.stdout, stats.get("wall_s", 0.0), stats.get("peak_rss_gib", 0.0))
+onetwo = run_onetwo
+# glibc keeps ~9 GiB of freed temporaries of the full-size SDXL UNet's first step (peak 20.6 GiB without these, on a
+# 24 GiB machine); mapping large blocks and trimming at once keeps the peak near 12 GiB, at about twice the step time.
+RETURN_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +78,7 @@ def trained(tiny_sdxl: Any, tmp_path_factory: pytest.TempPathFactory, request: p
     steps: dict[str, Step] = {}
     for name, argv in (("composite", ["composite"]), ("stage1", ["train", "stage1"]),
                        ("stage2", ["train", "stage2"])):
-        steps[name] = onetwo(root, project_file, *argv)
+        steps[name] = onetwo(root, project_file, *argv, env=RETURN_FREED_MEMORY)
         if steps[name].returncode != 0:
             break
     report = {name: {"wall_s": step.wall_s, "peak_rss_gib": step.peak_rss_gib} for name, step in steps.items()}
