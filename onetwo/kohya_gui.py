@@ -18,6 +18,7 @@ from typing import Any
 from onetwo.fsutil import write_text_if_changed
 from onetwo.kohya_gui_fields import GUI_FIELDS
 from onetwo.launch import accelerate_options
+from onetwo.provenance import metadata_value
 from onetwo.render import RenderedStage
 
 # What the GUI writes when a field is off: kohya's default for the same setting, so loading changes nothing else.
@@ -84,17 +85,6 @@ def _bool(value: Any) -> Any:
     return {"true": True, "false": False}.get(str(value).lower(), value)
 
 
-def _number(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except (TypeError, ValueError):
-            continue
-    return value
-
-
 def parse_network_args(items: Any) -> dict[str, str]:
     pairs = (str(item).partition("=") for item in (items or []))
     return {key.strip(): value.strip() for key, _, value in pairs}
@@ -105,14 +95,14 @@ def network_fields(flat: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     args = parse_network_args(flat.get("network_args"))
     dim, alpha = flat.get("network_dim", 8), flat.get("network_alpha", 1)
     fields: dict[str, Any] = {"network_dim": dim, "network_alpha": alpha,
-                              "conv_dim": _number(args.pop("conv_dim", dim)),
-                              "conv_alpha": _number(args.pop("conv_alpha", alpha))}
+                              "conv_dim": metadata_value(args.pop("conv_dim", dim)),
+                              "conv_alpha": metadata_value(args.pop("conv_alpha", alpha))}
     module = flat.get("network_module", "networks.lora")
     algo = args.pop("algo", "lora").lower()
     if module == "lycoris.kohya" and algo in LYCORIS_TYPES:
         fields["LoRA_type"] = LYCORIS_TYPES[algo]
         for arg, (field, default) in LYCORIS_FIELDS.items():
-            fields[field] = _number(_bool(args.pop(arg, default)))
+            fields[field] = metadata_value(_bool(args.pop(arg, default)))
     else:
         fields["LoRA_type"] = "Standard"
         if module != "networks.lora":

@@ -39,6 +39,18 @@ def _number(value: Any) -> Any:
         return value
 
 
+def metadata_value(value: Any) -> Any:
+    """kohya writes metadata and network args as text: '8' → 8, '0.5' → 0.5; booleans and other text stay."""
+    if isinstance(value, bool):
+        return value
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            continue
+    return value
+
+
 def network_settings(flat_config: dict[str, Any]) -> dict[str, Any]:
     """What a rendered training config asks of the network, in the form kohya writes into the metadata."""
     args = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from onetwo.errors import OnetwoError
-from onetwo.provenance import HANDOFF_KEYS, network_settings, read_metadata, settings_from_metadata
+from onetwo.provenance import HANDOFF_KEYS, metadata_value, network_settings, read_metadata, settings_from_metadata
 from onetwo.render import parse_assignment, validate_dataset_keys, validate_train_keys
 
 WRITTEN_BY_ONETWO = ("image_dir", "class_tokens", "is_reg")
@@ -50,21 +50,11 @@ def _toml_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _plain(value: Any) -> Any:
-    """kohya writes metadata as text: '8' → 8, '0.5' → 0.5, anything else stays text."""
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except (TypeError, ValueError):
-            continue
-    return value
-
-
 def handoff_fix(stage1_file: Path, flat_config: dict[str, Any]) -> list[str]:
     """The --set items that give stage 2 the network stage 1's file was trained with (empty when they agree)."""
     metadata = read_metadata(stage1_file)
     theirs, ours = settings_from_metadata(metadata), network_settings(flat_config)
-    items = [f"{key}={_toml_value(_plain(metadata[f'ss_{key}']))}" for key in HANDOFF_KEYS
+    items = [f"{key}={_toml_value(metadata_value(metadata[f'ss_{key}']))}" for key in HANDOFF_KEYS
              if theirs.get(key) != ours.get(key) and metadata.get(f"ss_{key}") is not None]
     arg_keys = {key for key in set(theirs) | set(ours) if key.startswith("network_args.")}
     if any(theirs.get(key) != ours.get(key) for key in arg_keys):

@@ -74,7 +74,7 @@ def _build(layout: TinySD, seed: int) -> None:
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    tokenizer = _make_tokenizer(layout.tokenizer_cache_dir / TOKENIZER_NAME)
+    tokenizer = make_byte_tokenizer(layout.tokenizer_cache_dir / TOKENIZER_NAME)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=64,
@@ -136,7 +136,7 @@ def _build(layout: TinySD, seed: int) -> None:
     pipe.save_pretrained(layout.model_dir, safe_serialization=True)
 
 
-def _make_tokenizer(path: Path) -> Any:
+def make_byte_tokenizer(path: Path) -> Any:
     """A CLIP tokenizer whose vocabulary is the 256 byte characters, their `</w>` forms and the two special tokens."""
     from transformers import CLIPTokenizer
     from transformers.models.clip.tokenization_clip import bytes_to_unicode

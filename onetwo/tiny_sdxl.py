@@ -29,8 +29,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from onetwo.tiny_model import MAX_LENGTH
-from onetwo.tiny_model import _make_tokenizer as make_byte_tokenizer  # the tiny SD1 model's byte-level tokenizer
+from onetwo.tiny_model import MAX_LENGTH, make_byte_tokenizer  # the SD1 tiny model's byte-level tokenizer
 
 FORMAT_VERSION = 1
 MARKER = "tiny_sdxl.json"
