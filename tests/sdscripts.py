@@ -365,3 +365,21 @@ def run_onetwo(root: Path, project_file: Path, *argv: str, env: dict[str, str] |
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=STEP_TIMEOUT_S)
     stats = json.loads(measured.read_text(encoding="utf-8")) if measured.is_file() else {}
     return Step(tuple(argv), done.returncode, done.stdout, stats.get("wall_s", 0.0), stats.get("peak_rss_gib", 0.0))
+
+
+def need(trained: Any, *names: str) -> None:
+    """Fail the test when a step of the end-to-end run it needs did not run or did not succeed."""
+    for name in names:
+        step = trained.steps.get(name)
+        if step is None:
+            pytest.fail(f"{name} did not run: an earlier step failed")
+        if step.returncode != 0:
+            pytest.fail(f"onetwo {' '.join(step.argv)} exited with {step.returncode}:\n{tail(step.output, 80)}")
+
+
+def lora(trained: Any, stage: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tensors and metadata of the LoRA file a stage of the end-to-end run wrote."""
+    from safetensors import safe_open
+
+    with safe_open(str(trained.project.lora_file(stage)), framework="np") as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata()  # noqa: SIM118

@@ -17,7 +17,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -34,6 +33,8 @@ from tests.sdscripts import (
     Step,
     child_env,
     cpu_project,
+    lora,
+    need,
     needs_sdscripts,
     run_onetwo,
     tail,
@@ -95,22 +96,6 @@ def trained(tiny_model: TinySD, tmp_path_factory: pytest.TempPathFactory, reques
 @functools.cache
 def sd1_expected_shapes() -> dict[str, tuple[int, ...]]:
     return expected_shapes(dim=8)
-
-
-def need(trained: Trained, *names: str) -> None:
-    for name in names:
-        step = trained.steps.get(name)
-        if step is None:
-            pytest.fail(f"{name} did not run: an earlier step failed")
-        if step.returncode != 0:
-            pytest.fail(f"onetwo {' '.join(step.argv)} exited with {step.returncode}:\n{tail(step.output, 80)}")
-
-
-def lora(trained: Trained, stage: str) -> tuple[dict[str, Any], dict[str, str]]:
-    from safetensors import safe_open
-
-    with safe_open(str(trained.project.lora_file(stage)), framework="np") as handle:
-        return {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata()  # noqa: SIM118
 
 
 def test_every_command_succeeds_and_says_where_its_output_is(trained: Trained) -> None:

@@ -24,7 +24,18 @@ from typing import Any
 
 import pytest
 
-from tests.sdscripts import REPO, SD_SCRIPTS, Step, child_env, cpu_project, needs_sdscripts, run_onetwo, tail
+from tests.sdscripts import (
+    REPO,
+    SD_SCRIPTS,
+    Step,
+    child_env,
+    cpu_project,
+    lora,
+    need,
+    needs_sdscripts,
+    run_onetwo,
+    tail,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.sdscripts, needs_sdscripts]
 
@@ -91,22 +102,6 @@ def trained(tiny_sdxl: Any, tmp_path_factory: pytest.TempPathFactory, request: p
             for name, values in report.items():
                 reporter.write_line(f"e2e sdxl {name}: {values['wall_s']} s, peak RSS {values['peak_rss_gib']} GiB")
     return Trained(root, load_project(project_file), steps)
-
-
-def need(trained: Trained, *names: str) -> None:
-    for name in names:
-        step = trained.steps.get(name)
-        if step is None:
-            pytest.fail(f"{name} did not run: an earlier step failed")
-        if step.returncode != 0:
-            pytest.fail(f"onetwo {' '.join(step.argv)} exited with {step.returncode}:\n{tail(step.output, 80)}")
-
-
-def lora(trained: Trained, stage: str) -> tuple[dict[str, Any], dict[str, str]]:
-    from safetensors import safe_open
-
-    with safe_open(str(trained.project.lora_file(stage)), framework="np") as handle:
-        return {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata()  # noqa: SIM118
 
 
 @pytest.fixture(scope="module")
