@@ -44,14 +44,14 @@ from inputs import CHARACTERS, ensure_inputs, ensure_planning_set  # noqa: E402
 
 from onetwo import build as onetwo_build  # noqa: E402
 from onetwo import imaging  # noqa: E402
-from onetwo.check import check_images  # noqa: E402
-from onetwo.composite import CompositeJob, over_budget  # noqa: E402
-from onetwo.config import Overrides, Project  # noqa: E402
-from onetwo.dataset import scan_project  # noqa: E402
-from onetwo.originals import plan_folder  # noqa: E402
-from onetwo.pipeline import composite_plan, stages_of  # noqa: E402
-from onetwo.project_file import load_project  # noqa: E402
-from onetwo.render import load_templates, render_stage  # noqa: E402
+from onetwo.data.check import check_images  # noqa: E402
+from onetwo.data.composite import CompositeJob, over_budget  # noqa: E402
+from onetwo.data.originals import plan_folder  # noqa: E402
+from onetwo.data.scan import scan_project  # noqa: E402
+from onetwo.kohya.render import load_templates, render_stage  # noqa: E402
+from onetwo.project.config import Overrides, Project  # noqa: E402
+from onetwo.project.file import load_project  # noqa: E402
+from onetwo.stages import composite_plan, stages_of  # noqa: E402
 
 CACHE = ROOT / ".cache" / "bench"
 RESULTS = ROOT / "benchmarks" / "results"

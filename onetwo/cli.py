@@ -11,12 +11,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from onetwo import __version__, matrix
-from onetwo.config import STAGES, Project
+from onetwo.data.preview import contact_sheet, sheet_items
 from onetwo.errors import OnetwoError
 from onetwo.eval import command as eval_command
-from onetwo.init import init_project
+from onetwo.kohya.provenance import describe
 from onetwo.messages import info, warn
-from onetwo.pipeline import (
+from onetwo.project.config import STAGES, Project
+from onetwo.project.file import load_project
+from onetwo.project.init_file import init_project
+from onetwo.project.lookup import find_project, unknown_command
+from onetwo.stages import (
     StageRequest,
     check_project,
     launch_problems,
@@ -25,10 +29,6 @@ from onetwo.pipeline import (
     scan,
     train_stage,
 )
-from onetwo.preview import contact_sheet, sheet_items
-from onetwo.project_file import load_project
-from onetwo.project_lookup import find_project, unknown_command
-from onetwo.provenance import describe
 
 PROJECT_HELP = ("the project file, or a folder holding onetwo.toml (default: $ONETWO_PROJECT, else the nearest "
                 "onetwo.toml here or in a folder above)")

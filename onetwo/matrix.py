@@ -12,19 +12,15 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from onetwo.buckets import fit_size
-from onetwo.captions import sample_prompt_line
-from onetwo.composite import PORTRAIT
-from onetwo.config import Project
-from onetwo.dataset import CharacterImages
+from onetwo.data.captions import sample_prompt_line
+from onetwo.data.composite import PORTRAIT
+from onetwo.data.pixels import save_image
+from onetwo.data.scan import CharacterImages
 from onetwo.errors import OnetwoError
 from onetwo.fsutil import write_text_atomic
-from onetwo.imaging import save_image
-from onetwo.launch import command, preflight, require, run
-from onetwo.messages import info
-from onetwo.pipeline import StageRequest, accelerate_settings, prepare_originals, scan, stages_of
-from onetwo.provenance import handoff_problems, read_metadata
-from onetwo.render import (
+from onetwo.kohya.buckets import fit_size
+from onetwo.kohya.provenance import handoff_problems, read_metadata
+from onetwo.kohya.render import (
     character_prompt,
     load_templates,
     parse_set,
@@ -33,8 +29,12 @@ from onetwo.render import (
     role_buckets,
     write_toml,
 )
-from onetwo.set_options import require_valid_sets
-from onetwo.trainer_env import choose_python
+from onetwo.kohya.set_options import require_valid_sets
+from onetwo.messages import info
+from onetwo.project.config import Project
+from onetwo.stages import StageRequest, accelerate_settings, prepare_originals, scan, stages_of
+from onetwo.trainer.launch import command, preflight, require, run
+from onetwo.trainer.python import choose_python
 
 LABEL = 20
 # Keys that turn a training config into a sampling-only run: load the LoRA, sample before the first step, train

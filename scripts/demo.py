@@ -20,9 +20,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "tests"))  # the tiny models are test fixtures, not part of the package
 
 from onetwo.errors import OnetwoError  # noqa: E402
-from onetwo.project_file import load_project  # noqa: E402 - after the sys.path entry, so a plain checkout works
+from onetwo.project.file import load_project  # noqa: E402 - after the sys.path entry, so a plain checkout works
 
 NEEDED = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "lycoris", "safetensors")
 FIX = "make setup"
@@ -72,7 +73,7 @@ def main(argv: list[str]) -> int:
         print(f"demo: {why}. Install the training side with:\n\n    {FIX}\n", file=sys.stderr)
         return 2
 
-    from onetwo.tiny_model import build_tiny_sd
+    from tiny_model import build_tiny_sd
 
     start = time.monotonic()
     print("==> building the tiny random SD1 model (once)", flush=True)

@@ -1,8 +1,8 @@
-"""Write onetwo/kohya_args.py: the TOML keys that kohya-ss sd-scripts' train_network.py accepts, for validation.
+"""Write onetwo/kohya/args.py: the TOML keys that kohya-ss sd-scripts' train_network.py accepts, for validation.
 
 Run with a Python that can import sd-scripts (torch, diffusers, ...), e.g. the project's venv:
 
-    .venv/bin/python scripts/dump_kohya_args.py third_party/sd-scripts [onetwo/kohya_args.py]
+    .venv/bin/python scripts/dump_kohya_args.py third_party/sd-scripts [onetwo/kohya/args.py]
 
 The output is committed, so onetwo can check rendered TOML keys and value types without torch. Re-run it whenever the
 sd-scripts submodule moves.
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "onetwo" / "kohya_args.py"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "onetwo" / "kohya" / "args.py"
 LINE_LENGTH = 120
 
 

@@ -1,7 +1,7 @@
-"""Write onetwo/kohya_gui_fields.py: the fields of the kohya_ss GUI's LoRA configuration JSON and the values its
+"""Write onetwo/kohya/gui_fields.py: the fields of the kohya_ss GUI's LoRA configuration JSON and the values its
 dropdowns list, read from a bmaltais/kohya_ss checkout's source (no import: the GUI needs gradio).
 
-    python scripts/dump_kohya_gui_fields.py /path/to/kohya_ss [onetwo/kohya_gui_fields.py]
+    python scripts/dump_kohya_gui_fields.py /path/to/kohya_ss [onetwo/kohya/gui_fields.py]
 
 The fields are the parameters of kohya_gui/lora_gui.py's save_configuration (what "Save" writes and "Load" reads);
 the choices are the literal `choices` of each gr.Dropdown / gr.Radio of that name in lora_gui.py and kohya_gui/
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "onetwo" / "kohya_gui_fields.py"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "onetwo" / "kohya" / "gui_fields.py"
 SKIPPED_PARAMETERS = ("save_as_bool", "file_path")
 COMPONENTS = ("Dropdown", "Radio")
 

@@ -33,7 +33,7 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFL
 
 
 def sd_scripts_dir() -> Path:
-    """The checkout the tests use: $ONETWO_SD_SCRIPTS, else third_party/sd-scripts (as onetwo.config decides)."""
+    """The checkout the tests use: $ONETWO_SD_SCRIPTS, else third_party/sd-scripts (as project.config decides)."""
     from_env = os.environ.get("ONETWO_SD_SCRIPTS")
     return (Path(from_env).expanduser() if from_env else REPO / "third_party" / "sd-scripts").resolve()
 

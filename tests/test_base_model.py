@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from onetwo.base_model import base_model_problems, classify
+from onetwo.kohya.base_model import base_model_problems, classify
 from tests.model_files import (
     LOHA_KEYS,
     LOKR_KEYS,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from onetwo.buckets import BucketSettings, crop_fraction, fit_size, make_bucket_resolutions, nearest_bucket
-from onetwo.config import CompositeSettings
-from onetwo.render import read_toml
+from onetwo.kohya.buckets import BucketSettings, crop_fraction, fit_size, make_bucket_resolutions, nearest_bucket
+from onetwo.kohya.render import read_toml
+from onetwo.project.config import CompositeSettings
 from tests.conftest import colour_of
 from tests.test_plan import make_plan, scans
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from onetwo.caption_check import caption_warnings
-from onetwo.captions import composite_caption, merge_count_tags, prompt_escape, real_tokenizer, weighting_syntax
-from onetwo.dataset import scan_project
-from onetwo.project_file import load_project
+from onetwo.data.caption_check import caption_warnings
+from onetwo.data.captions import composite_caption, merge_count_tags, prompt_escape, real_tokenizer, weighting_syntax
+from onetwo.data.scan import scan_project
+from onetwo.project.file import load_project
 from tests.conftest import make_character, project_data
 from tests.sdscripts import SD_SCRIPTS
 

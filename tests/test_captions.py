@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from onetwo.captions import (
+from onetwo.data.captions import (
     composite_caption,
     estimate_tokens,
     parse_tags,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from onetwo.errors import OnetwoError
-from onetwo.project_file import load_project, name_problem, parse_project
+from onetwo.project.file import load_project, name_problem, parse_project
 from tests.conftest import project_data
 
 

@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from onetwo.cli import main
-from onetwo.config import Project
-from onetwo.project_file import load_project
-from onetwo.render import flatten_sections
+from onetwo.kohya.render import flatten_sections
+from onetwo.project.config import Project
+from onetwo.project.file import load_project
 from tests.sdscripts import (
     CHARACTERS,
     HAIR,
@@ -268,7 +268,7 @@ def test_kohya_args_table_matches_the_checkout(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "dump_kohya_args.py"), str(SD_SCRIPTS), str(out)],
                           capture_output=True, text=True, env=child_env(), timeout=600)
     assert done.returncode == 0, tail(done.stdout + done.stderr)
-    committed = (REPO / "onetwo" / "kohya_args.py").read_text(encoding="utf-8")
+    committed = (REPO / "onetwo" / "kohya" / "args.py").read_text(encoding="utf-8")
     assert out.read_text(encoding="utf-8") == committed, (
-        f"onetwo/kohya_args.py is stale for {SD_SCRIPTS}: run `.venv/bin/python scripts/dump_kohya_args.py "
+        f"onetwo/kohya/args.py is stale for {SD_SCRIPTS}: run `.venv/bin/python scripts/dump_kohya_args.py "
         f"{SD_SCRIPTS}` and commit the result")

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tiny_model import TinySD, build_tiny_sd
 
-from onetwo.config import Project
-from onetwo.project_file import load_project
-from onetwo.tiny_model import TinySD, build_tiny_sd
+from onetwo.project.config import Project
+from onetwo.project.file import load_project
 from tests.kohya_hashes import kohya_hashes
 from tests.sd1_lora import expected_shapes
 from tests.sdscripts import (

@@ -1,4 +1,4 @@
-"""SDXL end to end on the CPU: a seeded, randomly initialised SDXL model (full-size UNet, onetwo.tiny_sdxl), three
+"""SDXL end to end on the CPU: a seeded, randomly initialised SDXL model (full-size UNet, tiny_sdxl), three
 characters, and `onetwo composite`, `onetwo train stage1`, `onetwo train stage2` with `project.model = "sdxl"`, run
 as a user runs them (sdxl_train_network.py, the SDXL templates, every CPU setting in the project file); then the test
 reads what sd-scripts wrote.
@@ -59,13 +59,13 @@ TE1_MODULES, TE2_MODULES = 72, 12
 @dataclass(frozen=True)
 class Trained:
     root: Path
-    project: Any  # onetwo.config.Project
+    project: Any  # onetwo.project.config.Project
     steps: dict[str, Step]
 
 
 @pytest.fixture(scope="session")
 def tiny_sdxl() -> Any:
-    from onetwo.tiny_sdxl import build_tiny_sdxl
+    from tiny_sdxl import build_tiny_sdxl
 
     return build_tiny_sdxl(Path(os.environ.get("ONETWO_TEST_SDXL_DIR") or REPO / ".cache" / "tiny-sdxl"))
 
@@ -78,7 +78,7 @@ RETURN_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHO
 
 @pytest.fixture(scope="module")
 def trained(tiny_sdxl: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Trained:
-    from onetwo.project_file import load_project
+    from onetwo.project.file import load_project
 
     root = tmp_path_factory.mktemp("e2e-sdxl")
     project_file = cpu_project(root, tiny_sdxl.model_dir, tiny_sdxl.tokenizer_cache_dir,

@@ -12,9 +12,9 @@ import pytest
 import tomli_w
 from PIL import Image
 
-from onetwo.dataset import scan_project
-from onetwo.project_file import load_project
-from onetwo.render import sample_prompt_groups
+from onetwo.data.scan import scan_project
+from onetwo.kohya.render import sample_prompt_groups
+from onetwo.project.file import load_project
 from tests.conftest import project_data
 
 NAMES = ["aoi", "midori", "murasaki"]

@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from onetwo.buckets import BucketSettings
-from onetwo.dataset import scan_project
-from onetwo.project_file import load_project
-from onetwo.render import sample_prompt_groups, sample_prompts
+from onetwo.data.scan import scan_project
+from onetwo.kohya.buckets import BucketSettings
+from onetwo.kohya.render import sample_prompt_groups, sample_prompts
+from onetwo.project.file import load_project
 
 NAMES = ["aoi", "midori", "murasaki"]
 
@@ -32,7 +32,7 @@ def test_seeds_must_be_positive(make_project, cli) -> None:
 
 
 def test_check_and_the_cli_never_import_the_eval_dependencies() -> None:
-    code = ("import sys; import onetwo.cli, onetwo.pipeline; "
+    code = ("import sys; import onetwo.cli, onetwo.stages; "
             "print(sorted(m for m in ('onnxruntime', 'huggingface_hub', 'onetwo.eval.run', 'onetwo.eval.seam') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -41,7 +41,7 @@ def test_check_and_the_cli_never_import_the_eval_dependencies() -> None:
 
 
 def test_escaped_names_in_the_prompts_file_still_name_their_characters() -> None:
-    from onetwo.captions import prompt_escape
+    from onetwo.data.captions import prompt_escape
     from onetwo.eval.samples import characters_of_prompt
 
     names = ["rin_(fate)", "saber"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from onetwo.provenance import sd_scripts_commit
-from onetwo.render import read_toml
+from onetwo.kohya.provenance import sd_scripts_commit
+from onetwo.kohya.render import read_toml
 
 MakeProject = Callable[..., Path]
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

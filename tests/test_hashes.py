@@ -1,4 +1,4 @@
-"""onetwo.hashes: sd-scripts' sshs_model_hash / sshs_legacy_hash, computed in pure Python, written into the header
+"""onetwo.kohya.hashes: sd-scripts' sshs_model_hash / sshs_legacy_hash, computed in pure Python, written into the header
 only. The reference is safetensors' own serialiser (and, where importable, sd-scripts' own function)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from onetwo import hashes
 from onetwo.errors import OnetwoError
+from onetwo.kohya import hashes
 from tests.sdscripts import needs_sdscripts
 
 np = pytest.importorskip("numpy", reason="numpy builds the test tensors (pip install -e '.[dev]')")

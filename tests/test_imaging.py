@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from onetwo.imaging import cover_box, load_cell
+from onetwo.data.pixels import cover_box, load_cell
 
 
 @pytest.mark.parametrize(

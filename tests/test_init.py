@@ -12,9 +12,9 @@ import pytest
 import tomli_w
 from PIL import Image
 
-from onetwo.dataset import scan_project
-from onetwo.init import BASE_MODEL_PLACEHOLDER, project_name_for, survey
-from onetwo.project_file import load_project
+from onetwo.data.scan import scan_project
+from onetwo.project.file import load_project
+from onetwo.project.init_file import BASE_MODEL_PLACEHOLDER, project_name_for, survey
 from tests.sdscripts import ACCELERATE_CPU, SD_SCRIPTS, TRAINING_CPU, needs_sdscripts
 
 if sys.version_info >= (3, 11):

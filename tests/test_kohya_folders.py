@@ -9,7 +9,7 @@ import pytest
 import tomli_w
 from PIL import Image
 
-from onetwo.captions import single_caption, without_token
+from onetwo.data.captions import single_caption, without_token
 from tests.conftest import colour_of, make_character, project_data
 from tests.sdscripts import needs_sdscripts, run_probe
 

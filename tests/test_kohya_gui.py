@@ -1,5 +1,5 @@
 """`render` writes work_dir/<stage>/kohya_ss.json, a kohya_ss GUI LoRA config of the same run, checked against the
-field table generated from a pinned kohya_ss (onetwo/kohya_gui_fields.py): every key is a GUI field, every dropdown
+field table generated from a pinned kohya_ss (onetwo/kohya/gui_fields.py): every key is a GUI field, every dropdown
 value is one the GUI lists, and the settings that change the run are the rendered ones."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from onetwo.kohya_gui import LYCORIS_FIELDS, OFF, parse_network_args
-from onetwo.kohya_gui_fields import GUI_CHOICES, GUI_FIELDS, KOHYA_SS_COMMIT
-from onetwo.render import flatten_sections
+from onetwo.kohya.gui import LYCORIS_FIELDS, OFF, parse_network_args
+from onetwo.kohya.gui_fields import GUI_CHOICES, GUI_FIELDS, KOHYA_SS_COMMIT
+from onetwo.kohya.render import flatten_sections
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +42,7 @@ def gui_network_args(gui: dict) -> dict[str, str]:
 
 
 def test_the_field_table_names_its_source() -> None:
-    source = (REPO / "onetwo" / "kohya_gui_fields.py").read_text(encoding="utf-8")
+    source = (REPO / "onetwo" / "kohya" / "gui_fields.py").read_text(encoding="utf-8")
     assert re.fullmatch(r"[0-9a-f]{40}", KOHYA_SS_COMMIT)
     assert f"bmaltais/kohya_ss commit {KOHYA_SS_COMMIT}" in source and "dump_kohya_gui_fields.py" in source
     assert "LyCORIS/LoHa" in GUI_CHOICES["LoRA_type"] and "dataset_config" in GUI_FIELDS

@@ -3,7 +3,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from onetwo.launch import accelerate_options, command, preflight, run
+from onetwo.trainer.launch import accelerate_options, command, preflight, run
 
 
 def test_argv_puts_accelerate_options_before_the_script() -> None:

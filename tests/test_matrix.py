@@ -3,8 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from onetwo import matrix
-from onetwo.dataset import scan_project
-from onetwo.project_file import load_project
+from onetwo.data.scan import scan_project
+from onetwo.project.file import load_project
 
 
 def test_cells_put_singles_on_the_diagonal_and_pairs_in_both_orders(make_project) -> None:

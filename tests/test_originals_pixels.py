@@ -14,9 +14,9 @@ import pytest
 import tomli_w
 from PIL import Image, ImageChops, ImageDraw
 
-from onetwo.check import inspect_image
-from onetwo.imaging import kohya_difference, load_upright
-from onetwo.originals import MANIFEST_NAME, LinkedImage, write_folder
+from onetwo.data.check import inspect_image
+from onetwo.data.originals import MANIFEST_NAME, LinkedImage, write_folder
+from onetwo.data.pixels import kohya_difference, load_upright
 from tests.conftest import make_character, project_data
 from tests.sdscripts import SD_SCRIPTS, child_env, needs_sdscripts, tail
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from onetwo.composite import CompositeJob, cell_spans, plan
-from onetwo.config import Character, CompositeSettings
-from onetwo.dataset import CharacterImages, SourceImage
+from onetwo.data.composite import CompositeJob, cell_spans, plan
+from onetwo.data.scan import CharacterImages, SourceImage
+from onetwo.project.config import Character, CompositeSettings
 
 
 def scans(counts: dict[str, int]) -> list[CharacterImages]:
@@ -67,7 +67,7 @@ def test_trimmed_captions_fit() -> None:
     base = scans({"a": 1, "b": 1})
     base = [CharacterImages(s.character, tuple(SourceImage(i.path, i.rel, many, True, 1, 1) for i in s.images),
                             1, ()) for s in base]
-    from onetwo.captions import estimate_tokens
+    from onetwo.data.captions import estimate_tokens
 
     untrimmed = plan(base, CompositeSettings(per_pair=2))
     trimmed = plan(base, CompositeSettings(per_pair=2, trim_captions=True))

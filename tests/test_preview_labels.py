@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from onetwo.dataset import scan_project
-from onetwo.pipeline import composite_plan
-from onetwo.preview import BACKGROUND, GAP, THUMB_HEIGHT, cell_origin, composite_label, sheet_items
-from onetwo.project_file import load_project
+from onetwo.data.preview import BACKGROUND, GAP, THUMB_HEIGHT, cell_origin, composite_label, sheet_items
+from onetwo.data.scan import scan_project
+from onetwo.project.file import load_project
+from onetwo.stages import composite_plan
 
 
 @pytest.mark.parametrize(("names", "label"), [(("beni", "aoi"), "beni | aoi"), (("aoi", "beni"), "aoi | beni"),

@@ -8,8 +8,8 @@ import pytest
 import tomli_w
 
 from onetwo.errors import OnetwoError
-from onetwo.provenance import handoff_problems, read_metadata
-from onetwo.render import read_toml
+from onetwo.kohya.provenance import handoff_problems, read_metadata
+from onetwo.kohya.render import read_toml
 from tests.conftest import project_data
 
 LOHA = {"ss_network_module": "lycoris.kohya", "ss_network_dim": "8", "ss_network_alpha": "1",

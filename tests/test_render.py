@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from onetwo.buckets import BucketSettings
-from onetwo.dataset import scan_project
+from onetwo.data.scan import scan_project
 from onetwo.errors import OnetwoError
-from onetwo.project_file import load_project
-from onetwo.render import flatten_sections, load_templates, parse_set, render_stage, sample_prompts
+from onetwo.kohya.buckets import BucketSettings
+from onetwo.kohya.render import flatten_sections, load_templates, parse_set, render_stage, sample_prompts
+from onetwo.project.file import load_project
 
 if sys.version_info >= (3, 11):
     import tomllib

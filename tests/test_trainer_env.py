@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from onetwo.render import read_toml
-from onetwo.trainer_env import cache_file_for, cached_probe, choose_python, run_probe
-from onetwo.trainer_needs import LaunchPython as Launch
-from onetwo.trainer_needs import Probe, needs, optimizer_module, problems_for
+from onetwo.kohya.render import read_toml
+from onetwo.trainer.needs import LaunchPython as Launch
+from onetwo.trainer.needs import Probe, needs, optimizer_module, problems_for
+from onetwo.trainer.python import cache_file_for, cached_probe, choose_python, run_probe
 from tests.conftest import make_character, project_data
 from tests.model_files import SD1_KEYS, write_safetensors
 from tests.venvs import bare_venv, venv_without

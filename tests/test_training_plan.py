@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from onetwo.plan_table import SubsetImages, checkpoints, count_prompts, sample_rounds, select_bucket, stage_plan
-from onetwo.train_rate import measured_rate, seconds_per_step
+from onetwo.kohya.plan_table import SubsetImages, checkpoints, count_prompts, sample_rounds, select_bucket, stage_plan
+from onetwo.kohya.train_rate import measured_rate, seconds_per_step
 
 # What sd-scripts' tqdm bar leaves in train.log: redraws separated by carriage returns.
 LOG = ("steps:   0%|          | 0/6 [00:00<?, ?it/s]\r"

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onetwo.config import STAGES, Project
-from onetwo.dataset import scan_project
+from onetwo.data.scan import scan_project
 from onetwo.errors import OnetwoError
 from onetwo.eval import hub
 from onetwo.eval.backends import Backends
@@ -27,8 +26,9 @@ from onetwo.eval.samples import IMAGE_SUFFIXES, Sample, folder_samples, stage_sa
 from onetwo.eval.score import Scored, Settings, load_rgb, reference_features, score_samples
 from onetwo.eval.seam import SeamCalibration, calibrate, seam_score
 from onetwo.eval.stats import BestEpoch, BestEpochRule, best_epoch
+from onetwo.kohya.render import sample_prompt_groups
 from onetwo.messages import info, warn
-from onetwo.render import sample_prompt_groups
+from onetwo.project.config import STAGES, Project
 
 CALIBRATION_IMAGES = 40  # of each kind: enough for a stable cut, cheap to score
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from onetwo.captions import prompt_escape
+from onetwo.data.captions import prompt_escape
 from onetwo.errors import OnetwoError
 
 if sys.version_info >= (3, 11):

@@ -13,8 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from onetwo.errors import OnetwoError
-from onetwo.provenance import HANDOFF_KEYS, metadata_value, network_settings, read_metadata, settings_from_metadata
-from onetwo.render import parse_assignment, validate_dataset_keys, validate_train_keys
+from onetwo.kohya.provenance import (
+    HANDOFF_KEYS,
+    metadata_value,
+    network_settings,
+    read_metadata,
+    settings_from_metadata,
+)
+from onetwo.kohya.render import parse_assignment, validate_dataset_keys, validate_train_keys
 
 WRITTEN_BY_ONETWO = ("image_dir", "class_tokens", "is_reg")
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from onetwo.captions import single_caption
-from onetwo.dataset import CharacterImages, SourceImage
+from onetwo.data.captions import single_caption
+from onetwo.data.pixels import load_upright, save_image
+from onetwo.data.scan import CharacterImages, SourceImage
 from onetwo.fsutil import atomic_path, write_text_atomic, write_text_if_changed
-from onetwo.imaging import load_upright, save_image
 
 MANIFEST_NAME = ".onetwo-files.json"
 MANIFEST_VERSION = 2

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from onetwo.buckets import make_bucket_resolutions
+from onetwo.kohya.buckets import make_bucket_resolutions
 
 DEFAULT_MAX_TRAIN_STEPS = 1600  # train_network.py's default when neither epochs nor steps are given
 # train_network.py's argparse names for the dataset keys it falls back to (config_util's name map).

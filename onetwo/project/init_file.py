@@ -15,11 +15,11 @@ from typing import Any
 
 import tomli_w
 
-from onetwo.config import CAPTION_EXTENSIONS
-from onetwo.dataset import IMAGE_EXTENSIONS, kohya_folder
+from onetwo.data.scan import IMAGE_EXTENSIONS, kohya_folder
 from onetwo.errors import OnetwoError
 from onetwo.fsutil import write_text_atomic
-from onetwo.project_file import class_problem, name_problem, slugify
+from onetwo.project.config import CAPTION_EXTENSIONS
+from onetwo.project.file import class_problem, name_problem, slugify
 
 # A path that cannot exist by accident: `check` reports it as a missing base model, naming project.base_model.
 BASE_MODEL_PLACEHOLDER = "CHANGE-ME/base-model.safetensors"

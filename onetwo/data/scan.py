@@ -9,9 +9,9 @@ from pathlib import Path
 
 import tomli_w
 
-from onetwo.captions import parse_tags, without_token
-from onetwo.config import CAPTION_EXTENSIONS, Character, Project
+from onetwo.data.captions import parse_tags, without_token
 from onetwo.errors import OnetwoError
+from onetwo.project.config import CAPTION_EXTENSIONS, Character, Project
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 KOHYA_REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")
@@ -25,7 +25,7 @@ class SourceImage:
     captioned: bool
     size: int
     mtime_ns: int
-    width: int = 0  # upright pixel size, known once `onetwo.check` has decoded the image
+    width: int = 0  # upright pixel size, known once `onetwo.data.check` has decoded the image
     height: int = 0
     kohya_differs: str = ""  # why kohya's loader would not see what onetwo sees (then stage 1 trains on a copy)
 

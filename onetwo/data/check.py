@@ -19,12 +19,12 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from onetwo.buckets import BucketSettings, crop_fraction, nearest_bucket
-from onetwo.captions import count_tokens, single_caption
-from onetwo.config import Project
-from onetwo.dataset import CharacterImages, SourceImage
+from onetwo.data.captions import count_tokens, single_caption
+from onetwo.data.pixels import kohya_difference
+from onetwo.data.scan import CharacterImages, SourceImage
 from onetwo.fsutil import write_text_atomic
-from onetwo.imaging import kohya_difference
+from onetwo.kohya.buckets import BucketSettings, crop_fraction, nearest_bucket
+from onetwo.project.config import Project
 
 CACHE_VERSION = 3
 

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from onetwo.composite import CompositeJob, Geometry
+from onetwo.data.composite import CompositeJob, Geometry
 from onetwo.fsutil import write_text_atomic, write_text_if_changed
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from onetwo.imaging import Box, CellKey
+    from onetwo.data.pixels import Box, CellKey
 
 MANIFEST_VERSION = 1
 MANIFEST_SAVE_SECONDS = 2.0
@@ -66,7 +66,7 @@ BATCH_MAX = 16  # composites a worker takes at once: fewer cells decoded twice a
 
 def _render(tasks: Iterable[Task]) -> Iterator[Result]:
     # Imported here so that a worker process pays for Pillow only when it has work.
-    from onetwo.imaging import compose, save_image
+    from onetwo.data.pixels import compose, save_image
 
     cells: dict[CellKey, tuple[Image.Image, Box]] = {}
     for sources, geo, image_format, target in tasks:

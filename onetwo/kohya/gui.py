@@ -4,7 +4,7 @@ The GUI keeps what it showed before for every key a loaded file leaves out, so e
 LoRA run is written, with kohya's own defaults where onetwo sets nothing. The dataset comes from the rendered
 dataset TOML (`dataset_config`), so the GUI's folder fields stay empty. Settings with no GUI field go into its
 "Additional parameters" (plain command-line arguments) when they fit there; the rest are returned by name.
-Field names and dropdown values: onetwo/kohya_gui_fields.py, generated from a pinned kohya_ss.
+Field names and dropdown values: onetwo/kohya/gui_fields.py, generated from a pinned kohya_ss.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from onetwo.fsutil import write_text_if_changed
-from onetwo.kohya_gui_fields import GUI_FIELDS
-from onetwo.launch import accelerate_options
-from onetwo.provenance import metadata_value
-from onetwo.render import RenderedStage
+from onetwo.kohya.gui_fields import GUI_FIELDS
+from onetwo.kohya.provenance import metadata_value
+from onetwo.kohya.render import RenderedStage
+from onetwo.trainer.launch import accelerate_options
 
 # What the GUI writes when a field is off: kohya's default for the same setting, so loading changes nothing else.
 OFF: dict[str, Any] = {

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from onetwo.composite import CompositeJob
-from onetwo.imaging import save_image
+from onetwo.data.composite import CompositeJob
+from onetwo.data.pixels import save_image
 
 THUMB_HEIGHT = 256
 LINE_HEIGHT = 15

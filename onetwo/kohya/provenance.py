@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from onetwo import __version__
-from onetwo.captions import prompt_escape
+from onetwo.data.captions import prompt_escape
 from onetwo.errors import OnetwoError
 
 MAX_HEADER_BYTES = 64 << 20

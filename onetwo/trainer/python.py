@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from onetwo.config import Project
 from onetwo.fsutil import write_text_atomic
-from onetwo.project_file import python_setting
-from onetwo.render import set_train_key
-from onetwo.trainer_needs import LaunchPython, Probe, needs, problems_for, xformers_unusable
-from onetwo.trainer_probe import RESULT_MARKER
+from onetwo.kohya.render import set_train_key
+from onetwo.project.config import Project
+from onetwo.project.file import python_setting
+from onetwo.trainer.needs import LaunchPython, Probe, needs, problems_for, xformers_unusable
+from onetwo.trainer.probe import RESULT_MARKER
 
-PROBE_SCRIPT = Path(__file__).with_name("trainer_probe.py")
+PROBE_SCRIPT = Path(__file__).with_name("probe.py")
 PROBE_TIMEOUT = 300  # seconds; importing torch and a network module takes 5-20 s
 OWN_TRAINER_MODULES = ("accelerate", "torch")
 VENV_FOLDERS = ("venv", ".venv")  # kohya_ss's setup.sh makes venv/, its uv scripts .venv/

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from onetwo.captions import count_tokens, single_caption, weighting_syntax
-from onetwo.dataset import CharacterImages, SourceImage, caption_files
+from onetwo.data.captions import count_tokens, single_caption, weighting_syntax
+from onetwo.data.scan import CharacterImages, SourceImage, caption_files
 
 MAX_LISTED = 10  # files named one by one; the rest are counted
 KOHYA_DEFAULT_TOKENS = 75  # train_util: max_token_length unset means one CLIP window of 75 tokens

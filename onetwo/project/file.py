@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from onetwo.captions import template_problem
-from onetwo.config import (
+from onetwo.data.captions import template_problem
+from onetwo.data.scan import IMAGE_EXTENSIONS, kohya_folder, kohya_subfolders, parent_folder_message
+from onetwo.errors import OnetwoError
+from onetwo.project.config import (
     DEFAULT_SINGLE_CAPTION,
     FORMATS,
     GROUP_CAPTION,
@@ -26,9 +28,7 @@ from onetwo.config import (
     Regularization,
     SampleSettings,
 )
-from onetwo.dataset import IMAGE_EXTENSIONS, kohya_folder, kohya_subfolders, parent_folder_message
-from onetwo.errors import OnetwoError
-from onetwo.strict import TableReader
+from onetwo.project.strict import TableReader
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -10,13 +10,13 @@ from typing import Any
 
 from PIL import Image
 
-from onetwo.composite import CompositeJob
-from onetwo.config import Character, Project
-from onetwo.dataset import CharacterImages, scan_character
-from onetwo.originals import plan_folder, replay_selection
-from onetwo.plan_table import StagePlan, SubsetImages, stage_plan
-from onetwo.render import RenderedStage
-from onetwo.train_rate import measured_rate
+from onetwo.data.composite import CompositeJob
+from onetwo.data.originals import plan_folder, replay_selection
+from onetwo.data.scan import CharacterImages, scan_character
+from onetwo.kohya.plan_table import StagePlan, SubsetImages, stage_plan
+from onetwo.kohya.render import RenderedStage
+from onetwo.kohya.train_rate import measured_rate
+from onetwo.project.config import Character, Project
 
 
 def _sizes(scan: CharacterImages, names: set[Path] | None = None) -> tuple[tuple[int, int], ...]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from onetwo.composite import Geometry
+from onetwo.data.composite import Geometry
 from onetwo.fsutil import atomic_path
 
 Box = tuple[float, float, float, float]

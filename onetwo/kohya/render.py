@@ -14,14 +14,14 @@ from typing import Any
 import tomli_w
 
 from onetwo import __version__
-from onetwo.buckets import BucketSettings, fit_size, settings_from_dataset
-from onetwo.captions import composite_caption, sample_prompt_line, single_caption, top_tags
-from onetwo.composite import PORTRAIT
-from onetwo.config import TRAIN_SCRIPTS, Overrides, Project
-from onetwo.dataset import CharacterImages
+from onetwo.data.captions import composite_caption, sample_prompt_line, single_caption, top_tags
+from onetwo.data.composite import PORTRAIT
+from onetwo.data.scan import CharacterImages
 from onetwo.errors import OnetwoError
 from onetwo.fsutil import write_text_if_changed
-from onetwo.kohya_args import DATASET_KEYS, SDXL_ONLY_ARGS, TRAIN_NETWORK_ARGS
+from onetwo.kohya.args import DATASET_KEYS, SDXL_ONLY_ARGS, TRAIN_NETWORK_ARGS
+from onetwo.kohya.buckets import BucketSettings, fit_size, settings_from_dataset
+from onetwo.project.config import TRAIN_SCRIPTS, Overrides, Project
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -10,27 +10,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from onetwo.base_model import base_model_problems
-from onetwo.buckets import crop_fraction, fit_size, nearest_bucket
-from onetwo.build import BuildReport, build
-from onetwo.caption_check import caption_warnings
-from onetwo.captions import MAX_TOKEN_LENGTH
-from onetwo.check import check_images, summary_table
-from onetwo.composite import CompositeJob, over_budget, plan
-from onetwo.config import Character, Overrides, Project
-from onetwo.dataset import CharacterImages, scan_character, scan_project
+from onetwo.data.build import BuildReport, build
+from onetwo.data.caption_check import caption_warnings
+from onetwo.data.captions import MAX_TOKEN_LENGTH
+from onetwo.data.check import check_images, summary_table
+from onetwo.data.composite import CompositeJob, over_budget, plan
+from onetwo.data.originals import describe_folder, plan_folder, plan_regularization, replay_selection, write_folder
+from onetwo.data.scan import CharacterImages, scan_character, scan_project
 from onetwo.errors import OnetwoError
-from onetwo.hashes import rehash_trained
-from onetwo.kohya_gui import gui_config, write_gui_config
-from onetwo.launch import command, preflight, require, run
+from onetwo.kohya.base_model import base_model_problems
+from onetwo.kohya.buckets import crop_fraction, fit_size, nearest_bucket
+from onetwo.kohya.gui import gui_config, write_gui_config
+from onetwo.kohya.hashes import rehash_trained
+from onetwo.kohya.plan_table import format_plan
+from onetwo.kohya.provenance import handoff_problems, provenance
+from onetwo.kohya.render import load_templates, parse_assignment, parse_set, render_stage, role_buckets, write_stage
+from onetwo.kohya.set_options import handoff_fix, require_valid_sets
+from onetwo.kohya.training_plan import plan_stage
 from onetwo.messages import info, warn
-from onetwo.originals import describe_folder, plan_folder, plan_regularization, replay_selection, write_folder
-from onetwo.plan_table import format_plan
-from onetwo.provenance import handoff_problems, provenance
-from onetwo.render import load_templates, parse_assignment, parse_set, render_stage, role_buckets, write_stage
-from onetwo.set_options import handoff_fix, require_valid_sets
-from onetwo.trainer_env import TrainerCheck, choose_python, switch_to_sdpa, trainer_for
-from onetwo.training_plan import plan_stage
+from onetwo.project.config import Character, Overrides, Project
+from onetwo.trainer.launch import command, preflight, require, run
+from onetwo.trainer.python import TrainerCheck, choose_python, switch_to_sdpa, trainer_for
 
 CROP_WARNING = 0.02  # a share of the picture kohya may cut before onetwo warns
 

@@ -12,7 +12,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     pass
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("stage1", "stage2", "joint")
 MODES = ("sequential", "joint")
 # Which sd-scripts trainer each base-model family uses.

@@ -9,9 +9,9 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
-from onetwo.captions import MAX_TOKEN_LENGTH, composite_caption, count_tokens, trim_to_budget
-from onetwo.config import CompositeSettings
-from onetwo.dataset import CharacterImages, SourceImage
+from onetwo.data.captions import MAX_TOKEN_LENGTH, composite_caption, count_tokens, trim_to_budget
+from onetwo.data.scan import CharacterImages, SourceImage
+from onetwo.project.config import CompositeSettings
 
 GEOMETRY_VERSION = 3  # bump when the pixels a job produces change for the same inputs
 PORTRAIT = 0.5  # the method's halves: 1:2 portraits, so a pair is square
