@@ -42,12 +42,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from inputs import CHARACTERS, ensure_inputs, ensure_planning_set  # noqa: E402
 
-from onetwo import build as onetwo_build  # noqa: E402
-from onetwo import imaging  # noqa: E402
+from onetwo.data import build as onetwo_build  # noqa: E402
+from onetwo.data import pixels as imaging  # noqa: E402
 from onetwo.data.check import check_images  # noqa: E402
 from onetwo.data.composite import CompositeJob, over_budget  # noqa: E402
 from onetwo.data.originals import plan_folder  # noqa: E402
 from onetwo.data.scan import scan_project  # noqa: E402
+from onetwo.data.workers import default_workers  # noqa: E402
 from onetwo.kohya.render import load_templates, render_stage  # noqa: E402
 from onetwo.project.config import Overrides, Project  # noqa: E402
 from onetwo.project.file import load_project  # noqa: E402
@@ -262,7 +263,7 @@ def profile_breakdown(jobs: Sequence[CompositeJob], image_format: str, out: Path
 
     def seconds(name: str, own_file: bool = True, inclusive: bool = True) -> float:
         return sum(row[3 if inclusive else 2] for (file, _, function), row in stats.items()
-                   if function == name and (not own_file or file.endswith("imaging.py")))
+                   if function == name and (not own_file or file.endswith("pixels.py")))
 
     phases = {"decode": seconds("decode"), "flatten_transparency": seconds("_flattened_region"),
               "resize": seconds("<method 'resize' of 'ImagingCore' objects>", own_file=False, inclusive=False),
@@ -361,7 +362,7 @@ def planning(sizes: Sequence[int], reps: int, seed: int) -> dict[str, Any]:
 def machine() -> dict[str, Any]:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": onetwo_build.default_workers(),
+    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": default_workers(),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
             "pillow": Image.__version__, "libjpeg_turbo": features.version("libjpeg_turbo"),
             "zlib": features.version("zlib"), "zlib_ng": features.version("zlib_ng"),
@@ -384,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="times to redo a run during which other jobs took the CPU (default 2)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results JSON")
     args = parser.parse_args(argv)
-    workers = args.workers or onetwo_build.default_workers()
+    workers = args.workers or default_workers()
     formats = args.formats.split(",")
     report: dict[str, Any] = {"machine": machine(), "workers": workers, "reps": args.reps, "targets": TARGETS}
 

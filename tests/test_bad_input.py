@@ -7,7 +7,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -15,12 +14,8 @@ import pytest
 import tomli_w
 from PIL import Image
 
+from onetwo.project.strict import tomllib
 from tests.conftest import make_character, project_data
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 def write_project(tmp_path: Path, data: dict) -> None:
@@ -104,7 +99,8 @@ def test_captions(make_project, cli, tmp_path: Path, caption: bytes, outcome: st
     assert code == 0, err
     if outcome:
         assert outcome in err
-    captions = (tmp_path / "work" / "composites").glob("*.txt")
+    captions = sorted((tmp_path / "work" / "composites").glob("*.txt"))
+    assert len(captions) == 4  # per_pair 4, one pair
     assert all("\ufeff" not in path.read_text(encoding="utf-8") and "\r" not in path.read_text(encoding="utf-8")
                for path in captions)
 

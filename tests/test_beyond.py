@@ -88,7 +88,9 @@ def test_unset_size_fits_the_composite_stage_bucket(make_project, cli, tmp_path:
     data = (tmp_path / "onetwo.toml").read_text().replace("width = 128\nheight = 128\n", "")
     (tmp_path / "onetwo.toml").write_text(data)
     assert cli("composite")[0] == 0
-    for path in (tmp_path / "work" / "composites").glob("*.png"):
+    built = sorted((tmp_path / "work" / "composites").glob("*.png"))
+    assert len(built) == 2  # per_pair 2, one pair
+    for path in built:
         with Image.open(path) as image:
             assert image.size == (512, 512)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import re
-import sys
 import warnings
 from pathlib import Path
 
@@ -17,13 +16,9 @@ from onetwo.data.caption_check import caption_warnings
 from onetwo.data.captions import composite_caption, merge_count_tags, prompt_escape, real_tokenizer, weighting_syntax
 from onetwo.data.scan import scan_project
 from onetwo.project.file import load_project
+from onetwo.project.strict import tomllib
 from tests.conftest import make_character, project_data
 from tests.sdscripts import SD_SCRIPTS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 TEMPLATE = "{left}/{right}/COMPOSITE, {left_tags}, {right_tags}"
 
@@ -87,6 +82,7 @@ def sd_scripts_attention_parser():
     return namespace["parse_prompt_attention"]
 
 
+@pytest.mark.sdscripts  # reads the checkout's prompt parser
 @pytest.mark.parametrize("text", ["rin_(fate)", "rin_(fate)/alice/COMPOSITE, hat_(object)", "[tag]", "a\\b",
                                   "(smile:1.2)", "plain, tags", "tohsaka_rin_(fate/stay_night)"])
 def test_escaped_prompt_reads_as_the_literal_caption_in_kohyas_parser(text: str) -> None:
@@ -136,7 +132,9 @@ def test_count_tags_are_merged_in_built_captions(make_project, cli, tmp_path: Pa
     for path in (tmp_path / "data" / "bob").glob("*.txt"):
         path.write_text(path.read_text().replace("1girl", "1boy, solo"))
     assert cli("composite")[0] == 0
-    for path in (tmp_path / "work" / "composites").glob("*.txt"):
+    built = sorted((tmp_path / "work" / "composites").glob("*.txt"))
+    assert len(built) == 4  # per_pair 4, one pair
+    for path in built:
         caption = path.read_text(encoding="utf-8")
         assert re.fullmatch(r"\w+/\w+/COMPOSITE, 1girl, 1boy, smile, pose\d, smile, pose\d", caption), caption
 

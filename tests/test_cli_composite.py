@@ -7,6 +7,10 @@ from pathlib import Path
 import tomli_w
 from PIL import Image
 
+from onetwo.data.preview import GAP, LABEL_HEIGHT, THUMB_HEIGHT, cell_origin, sheet_items
+from onetwo.data.scan import scan_project
+from onetwo.project.file import load_project
+from onetwo.stages import composite_plan
 from tests.conftest import colour_of, make_character, project_data
 
 
@@ -86,12 +90,15 @@ def test_exif_rotation_and_transparency(make_project, cli, tmp_path: Path) -> No
     clear = Image.new("RGBA", (200, 300), (0, 0, 0, 0))
     clear.save(tmp_path / "data" / "bob" / "clear.png")
     assert cli("composite")[0] == 0
-    for image_path in (tmp_path / "work" / "composites").glob("*.png"):
+    built = sorted((tmp_path / "work" / "composites").glob("*.png"))
+    assert len(built) == 2  # per_pair 2, one pair
+    for image_path in built:
         entry_left = image_path.name
         with Image.open(image_path) as image:
             pixels = {image.getpixel((x, y)) for x in (10, 100) for y in (5, 120)}
         assert (0, 255, 0) in pixels, entry_left
     manifest = json.loads((tmp_path / "work" / "composites.manifest.json").read_text())["composites"]
+    assert sorted(entry["file"] for entry in manifest.values()) == [path.name for path in built]
     for entry in manifest.values():
         side = entry["names"].index("alice")
         with Image.open(tmp_path / "work" / "composites" / entry["file"]) as image:
@@ -102,11 +109,22 @@ def test_exif_rotation_and_transparency(make_project, cli, tmp_path: Path) -> No
 
 
 def test_preview_writes_a_contact_sheet(make_project, cli, tmp_path: Path) -> None:
-    make_project()
+    project = load_project(make_project())
     code, _, err = cli("preview", "--count", "3")
     assert code == 0, err
-    with Image.open(tmp_path / "work" / "preview.png") as sheet:
-        assert sheet.width >= 3 * 256 and sheet.height > 256
+    items = sheet_items(composite_plan(project, scan_project(project)), project.composite_dir,
+                        project.composite.format, 3, project.composite.seed)
+    assert len(items) == 3 and len({item.path for item in items}) == 3
+    with Image.open(tmp_path / "work" / "preview.png") as opened:
+        sheet = opened.convert("RGB")
+    assert sheet.size == (GAP + 3 * (THUMB_HEIGHT + GAP), GAP + THUMB_HEIGHT + LABEL_HEIGHT + GAP)  # one row
+    for index, item in enumerate(items):  # each cell is its composite, scaled, with a label under it
+        left, top = cell_origin(index, 3, THUMB_HEIGHT)
+        with Image.open(item.path) as composite:
+            thumb = composite.convert("RGB").resize((THUMB_HEIGHT, THUMB_HEIGHT), Image.Resampling.LANCZOS)
+        assert sheet.crop((left, top, left + THUMB_HEIGHT, top + THUMB_HEIGHT)).tobytes() == thumb.tobytes(), item
+        label = sheet.crop((left, top + THUMB_HEIGHT, left + THUMB_HEIGHT, top + THUMB_HEIGHT + LABEL_HEIGHT))
+        assert len(label.getcolors()) > 1, item  # text drawn on the background
 
 
 def test_source_folders_are_never_written(make_project, cli, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,13 +9,9 @@ import tomli_w
 from PIL import Image
 
 from onetwo.data.captions import single_caption, without_token
+from onetwo.project.strict import tomllib
 from tests.conftest import colour_of, make_character, project_data
 from tests.sdscripts import needs_sdscripts, run_probe
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 RENDER = ("render", "stage1", "--no-progress", "--workers", "1")
 
@@ -193,6 +188,7 @@ def test_single_caption_keeps_the_class_after_the_name() -> None:
     assert single_caption("{name}, {tags}", "alice", ("smile",)) == "alice, smile"
 
 
+@pytest.mark.sdscripts
 @needs_sdscripts
 def test_kohya_reads_the_token_repeats_and_captions(cli, tmp_path: Path) -> None:
     """sd-scripts' own dataset code, on the rendered files: what kohya's folder convention would have given."""

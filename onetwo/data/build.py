@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from onetwo.data.composite import CompositeJob, Geometry
+from onetwo.data.workers import worker_count
 from onetwo.fsutil import write_text_atomic, write_text_if_changed
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ MANIFEST_SAVE_SECONDS = 2.0
 class BuildReport:
     built: int = 0
     skipped: int = 0
-    captions_written: int = 0
     removed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
@@ -142,14 +141,6 @@ def _run_tasks(tasks: Sequence[Task], workers: int) -> Iterator[Result]:
             yield from future.result()
 
 
-def default_workers() -> int:
-    """The cores this process may run on (CPU affinity, e.g. taskset or a container's cpuset), else all."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _remove_entry(out_dir: Path, entry: dict[str, Any]) -> None:
     for name in (entry.get("file"), entry.get("caption_file")):
         if isinstance(name, str) and "/" not in name and name not in ("", ".", ".."):
@@ -172,8 +163,7 @@ def build(jobs: Sequence[CompositeJob], image_format: str, out_dir: Path, manife
     todo: list[CompositeJob] = []
     for job in jobs:
         caption_file = f"{job.stem}.txt"
-        if write_text_if_changed(out_dir / caption_file, job.caption):
-            report.captions_written += 1
+        write_text_if_changed(out_dir / caption_file, job.caption)
         old = entries.get(job.stem)
         name = image_name(job, image_format)
         if old and old.get("key") == job.key and old.get("file") == name and (out_dir / name).is_file():
@@ -191,7 +181,7 @@ def build(jobs: Sequence[CompositeJob], image_format: str, out_dir: Path, manife
               str(out_dir / image_name(job, image_format))) for job in locality_order(todo)]
     by_target = {str(out_dir / image_name(job, image_format)): job for job in todo}
     last_save = time.monotonic()
-    workers = workers or default_workers()
+    workers = worker_count(workers)
     bar = tqdm(total=len(tasks), desc="composites", unit="img", disable=not progress or not tasks)
     for target, boxes, error in _run_tasks(tasks, workers):
         job = by_target[target]

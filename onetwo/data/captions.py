@@ -8,6 +8,8 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from onetwo.project.config import kohya_token
+
 MAX_TOKEN_LENGTH = 225
 # CLIP's own pre-tokenizer splits letters, single digits and punctuation runs; this mirrors it without \p classes.
 _CHUNKS = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|[^\s\w]+|_+", re.IGNORECASE)
@@ -27,7 +29,7 @@ def tag_key(tag: str) -> str:
 def without_token(tags: Sequence[str], name: str, class_token: str = "") -> tuple[str, ...]:
     """The tags minus the character's own token (the name, or the name and its class: `alice girl`), which the
     caption template places first anyway."""
-    dropped = {tag_key(name), tag_key(f"{name} {class_token}")}
+    dropped = {tag_key(name), tag_key(kohya_token(name, class_token))}
     return tuple(tag for tag in tags if tag_key(tag) not in dropped)
 
 
@@ -38,8 +40,8 @@ def join_caption(text: str) -> str:
 
 def single_caption(template: str, name: str, tags: Sequence[str], class_token: str = "") -> str:
     """`{name}` is the kohya token, the name then its class (`alice girl`): one token, which keep_tokens keeps."""
-    token = f"{name} {class_token}".strip()
-    return join_caption(template.format(name=token, tags=", ".join(without_token(tags, name, class_token))))
+    tags_text = ", ".join(without_token(tags, name, class_token))
+    return join_caption(template.format(name=kohya_token(name, class_token), tags=tags_text))
 
 
 def composite_fields(names: Sequence[str], tags: Sequence[Sequence[str]],

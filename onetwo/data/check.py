@@ -1,14 +1,15 @@
-"""Everything that can be checked before `accelerate launch`: every image decodes, captions fit, nothing is doubled.
+"""The images' check: every image of the characters and of the regularization folders decoded once (JPEGs at
+reduced scale), those that cannot be decoded left out with why, identical files named, and the per-character table
+`onetwo check` prints (sizes, longest caption, kohya's buckets and crops, normalised copies).
 
-Image checks decode each file once (JPEGs at reduced scale) and are cached by file size and mtime in the work dir,
-so a rerun only looks at what changed.
+Decoding runs in `workers.worker_count` processes and is cached by file size and mtime in the work dir, so a rerun
+only looks at what changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -21,9 +22,11 @@ from tqdm import tqdm
 
 from onetwo.data.captions import count_tokens, single_caption
 from onetwo.data.pixels import kohya_difference
-from onetwo.data.scan import CharacterImages, SourceImage
+from onetwo.data.scan import CharacterImages, SourceImage, scan_regularization
+from onetwo.data.workers import worker_count
+from onetwo.errors import OnetwoError
 from onetwo.fsutil import write_text_atomic
-from onetwo.kohya.buckets import BucketSettings, crop_fraction, nearest_bucket
+from onetwo.kohya.buckets import BucketSettings
 from onetwo.project.config import Project
 
 CACHE_VERSION = 3
@@ -111,8 +114,10 @@ def inspect_all(images: Sequence[SourceImage], cache_file: Path, workers: int,
                 facts[image.path] = inspect_image(path)
                 bar.update(1)
         bar.close()
-        entries = {str(image.path): {"fingerprint": image.fingerprint, "facts": facts[image.path].__dict__}
-                   for image in images}
+        # Other calls' images (the regularization folders are checked apart from the characters) stay cached.
+        entries = {path: entry for path, entry in cache.items() if Path(path).exists()}
+        entries.update({str(image.path): {"fingerprint": image.fingerprint, "facts": facts[image.path].__dict__}
+                        for image in images})
         write_text_atomic(cache_file, json.dumps({"version": CACHE_VERSION, "images": entries}) + "\n")
     return facts
 
@@ -121,7 +126,7 @@ def check_images(project: Project, scans: Sequence[CharacterImages], workers: in
                  progress: bool = True) -> tuple[list[CharacterImages], list[CharacterReport], list[str]]:
     """Drop images that cannot be decoded (each reported with why); return the usable scans, reports, warnings."""
     every = [image for scan in scans for image in scan.images]
-    facts = inspect_all(every, project.work_dir / "images.check.json", workers or os.cpu_count() or 1, progress)
+    facts = inspect_all(every, project.work_dir / "images.check.json", worker_count(workers), progress)
     reports: list[CharacterReport] = []
     notes: list[str] = []
     first_seen: dict[str, tuple[str, Path]] = {}
@@ -152,15 +157,29 @@ def check_images(project: Project, scans: Sequence[CharacterImages], workers: in
     return usable, reports, notes
 
 
+def check_regularization(project: Project, stage: str, workers: int = 0,
+                         progress: bool = True) -> tuple[CharacterImages | None, list[str]]:
+    """The stage's regularization images checked like the originals: (the usable ones, or None when the stage has
+    none; warnings). One that cannot be decoded is named with why and left out of the folder and the plan."""
+    found = scan_regularization(project, stage)
+    if found is None:
+        return None, []
+    (usable,), (report,), notes = check_images(project, [found], workers, progress)
+    if not usable.images:
+        raise OnetwoError(f"{found.character.images}: no usable regularization image for {stage}; replace them or "
+                          f"remove regularization.{stage} from the project file:",
+                          [f"{Path(path).name}: {why}" for path, why in report.skipped])
+    return usable, notes
+
+
 def bucket_summary(report: CharacterReport, buckets: BucketSettings, threshold: float) -> tuple[str, list[str]]:
     """Which kohya buckets the images land in, and those whose centre crop cuts more than `threshold`."""
     landing: Counter[tuple[int, int]] = Counter()
     cropped = []
-    choices = buckets.buckets()
     for image in report.usable:
-        bucket = nearest_bucket(image.width, image.height, choices)
+        bucket = buckets.select(image.width, image.height)
         landing[bucket] += 1
-        lost = crop_fraction(image.width, image.height, bucket)
+        lost = buckets.cut(image.width, image.height)
         if lost > threshold:
             cropped.append(f"{image.rel} ({image.width}x{image.height} → {bucket[0]}x{bucket[1]}, {lost:.0%} cut)")
     text = ", ".join(f"{w}x{h}: {count}" for (w, h), count in sorted(landing.items()))

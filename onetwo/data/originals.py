@@ -1,8 +1,10 @@
-"""Stage 1's training folders: the user's images plus onetwo's captions, inside the work dir.
+"""The training folders of the user's own images (stage 1's originals, stage 2's replayed share, the regularization
+images): the images plus onetwo's captions, inside the work dir.
 
 kohya writes latent caches and reads captions beside the images; keeping the folders in the work dir keeps both away
-from the user's folders. An image kohya would read differently from onetwo (see `imaging.kohya_difference`) is
-trained from an upright, flattened RGB PNG copy; the rest are links, or plain copies with `originals = "copy"`.
+from the user's folders. An image kohya would read differently from onetwo (see `pixels.kohya_difference`) is
+trained from an upright, flattened RGB PNG copy; the rest are links, or plain copies with `originals = "copy"` (or
+where the file system refuses links, which `FolderWrite` reports).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import random
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from onetwo.data.captions import single_caption
@@ -34,33 +36,53 @@ class LinkedImage:
     fingerprint: str = ""  # the source's size and mtime: a copy is rebuilt when they change
 
 
+@dataclass
+class FolderWrite:
+    """What `write_folder` did, and how the folder now holds its images."""
+
+    changed: int = 0  # files written or removed
+    linked: int = 0
+    copied: int = 0  # plain copies asked for (originals = "copy")
+    copied_for_links: int = 0  # plain copies made (now or before) because the file system refused a link
+    normalised: int = 0
+    link_error: str = ""  # why a link failed in this run
+
+    def __add__(self, other: FolderWrite) -> FolderWrite:
+        counts = {item.name: getattr(self, item.name) + getattr(other, item.name) for item in fields(self)
+                  if item.name != "link_error"}
+        return FolderWrite(**counts, link_error=self.link_error or other.link_error)
+
+    def describe(self) -> str:
+        """`3 linked, 1 normalised copy`, and plain copies made because links failed, with why."""
+        parts = [f"{self.linked} linked"] if self.linked else []
+        if self.copied:
+            parts.append(f"{self.copied} copied")
+        if self.copied_for_links:
+            why = f" ({self.link_error})" if self.link_error else ""
+            parts.append(f"{self.copied_for_links} copied because the file system refused links{why}")
+        if self.normalised:
+            parts.append(f"{self.normalised} normalised cop{'y' if self.normalised == 1 else 'ies'}")
+        return ", ".join(parts) or "none"
+
+
+def _entry(image: SourceImage, caption: str) -> LinkedImage:
+    """A flat, unique file name (subfolders joined with '__'); a normalised copy is a PNG of the same stem, so it
+    pairs with the same caption."""
+    flat = image.rel.replace("/", "__")
+    name = f"{Path(flat).stem}.png" if image.kohya_differs else flat
+    return LinkedImage(name, image.path, caption, image.kohya_differs, f"{image.size}:{image.mtime_ns}")
+
+
 def plan_folder(scan: CharacterImages, caption_template: str) -> list[LinkedImage]:
-    """Flat, unique file names (subfolders joined with '__'), each with the caption onetwo writes for it; a
-    normalised copy is a PNG of the same stem, so it pairs with the same caption."""
+    """Each image with the caption onetwo writes for it."""
     character = scan.character
-    entries = []
-    for image in scan.images:
-        flat = image.rel.replace("/", "__")
-        name = f"{Path(flat).stem}.png" if image.kohya_differs else flat
-        caption = single_caption(caption_template, character.name, image.tags, character.class_token)
-        entries.append(LinkedImage(name, image.path, caption, image.kohya_differs, f"{image.size}:{image.mtime_ns}"))
-    return entries
-
-
-def describe_folder(entries: Sequence[LinkedImage], mode: str) -> str:
-    """`3 linked, 1 normalised copy`: how a folder written by `write_folder` holds its images."""
-    normalised = sum(1 for entry in entries if entry.normalise)
-    plain = len(entries) - normalised
-    parts = [f"{plain} {'copied' if mode == 'copy' else 'linked'}"] if plain else []
-    if normalised:
-        parts.append(f"{normalised} normalised cop{'y' if normalised == 1 else 'ies'}")
-    return ", ".join(parts) or "none"
+    return [_entry(image, single_caption(caption_template, character.name, image.tags, character.class_token))
+            for image in scan.images]
 
 
 def plan_regularization(images: Sequence[SourceImage], class_tokens: str) -> list[LinkedImage]:
     """Class images keep their own tags as they are; untagged ones get the class tokens."""
-    return [LinkedImage(image.rel.replace("/", "__"), image.path, ", ".join(image.tags) or class_tokens,
-                        fingerprint=f"{image.size}:{image.mtime_ns}") for image in images]
+    return [_entry(image, ", ".join(image.tags) or class_tokens) for image in images]
 
 
 def replay_selection(entries: Sequence[LinkedImage], fraction: float, seed: int) -> list[LinkedImage]:
@@ -72,14 +94,18 @@ def replay_selection(entries: Sequence[LinkedImage], fraction: float, seed: int)
     return sorted(chosen, key=lambda entry: entry.name)
 
 
-def _link(source: Path, target: Path) -> None:
+def _link(source: Path, target: Path) -> str:
+    """Link `target` to `source`; where the file system refuses the link, copy instead and return why."""
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.unlink(missing_ok=True)
+    refused = ""
     try:
         os.symlink(source, tmp)
-    except OSError:  # filesystems without symlinks: a copy costs disk, never the user's data
+    except OSError as exc:  # file systems without symlinks: a copy costs disk, never the user's data
+        refused = exc.strerror or str(exc)
         shutil.copy2(source, tmp)
     os.replace(tmp, target)
+    return refused
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -107,11 +133,12 @@ def _write_manifest(manifest: Path, files: set[str], copies: dict[str, str]) -> 
 
 
 def write_folder(folder: Path, entries: Sequence[LinkedImage], mode: str = "link",
-                 background: tuple[int, int, int] = (255, 255, 255)) -> int:
+                 background: tuple[int, int, int] = (255, 255, 255)) -> FolderWrite:
     """Make `folder` hold exactly the planned images and captions; touch nothing onetwo did not create there.
 
-    Links (or plain copies with mode "copy"), and a normalised copy of each entry that asks for one; a copy is
-    rebuilt only when its source's size or mtime (or, for a normalised one, the background) changed.
+    Links (or plain copies with mode "copy", or where a link fails), and a normalised copy of each entry that asks
+    for one; a copy is rebuilt only when its source's size or mtime (or, for a normalised one, the background)
+    changed, so a file system without links is not copied to again on every run.
     """
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / MANIFEST_NAME
@@ -121,24 +148,41 @@ def write_folder(folder: Path, entries: Sequence[LinkedImage], mode: str = "link
         (folder / stale).unlink(missing_ok=True)
     copies = {name: key for name, key in made_from.items() if name in wanted}
     _write_manifest(manifest, previous | wanted, copies)  # a run killed below still knows what it made
-    changed = 0
+    result = FolderWrite()
     for entry in entries:
         target = folder / entry.name
+        copy_is_current = not target.is_symlink() and target.is_file()
         if entry.normalise or mode == "copy":
             kind = f"normalised {NORMALISED_VERSION} on {bytes(background).hex()}" if entry.normalise else "copy"
             key = f"{entry.source}:{entry.fingerprint}:{kind}"
-            if copies.get(entry.name) != key or target.is_symlink() or not target.is_file():
+            if copies.get(entry.name) != key or not copy_is_current:
                 if entry.normalise:  # both write a temporary file and rename it over the target (or a link)
                     save_image(load_upright(entry.source, background), target, "png")
                 else:
                     _copy(entry.source, target)
-                changed += 1
+                result.changed += 1
             copies[entry.name] = key
+            if entry.normalise:
+                result.normalised += 1
+            else:
+                result.copied += 1
         else:
-            copies.pop(entry.name, None)
-            if not (target.is_symlink() and Path(os.readlink(target)) == entry.source):
-                _link(entry.source, target)
-                changed += 1
-        changed += write_text_if_changed(target.with_suffix(".txt"), entry.caption)
+            fallback_key = f"{entry.source}:{entry.fingerprint}:copy where links fail"
+            if copies.get(entry.name) == fallback_key and copy_is_current:
+                result.copied_for_links += 1
+            elif target.is_symlink() and Path(os.readlink(target)) == entry.source:
+                copies.pop(entry.name, None)
+                result.linked += 1
+            else:
+                refused = _link(entry.source, target)
+                result.changed += 1
+                if refused:
+                    copies[entry.name] = fallback_key
+                    result.copied_for_links += 1
+                    result.link_error = result.link_error or refused
+                else:
+                    copies.pop(entry.name, None)
+                    result.linked += 1
+        result.changed += write_text_if_changed(target.with_suffix(".txt"), entry.caption)
     _write_manifest(manifest, wanted, copies)
-    return changed
+    return result

@@ -1,4 +1,6 @@
-"""Pixels: decode a source at the smallest scale that still covers its cell, crop and resize once, compose, save."""
+"""Pixels: decode a source at the smallest scale that still covers its cell, crop and resize once, compose, save;
+and where kohya's loader would see other pixels than onetwo (`kohya_difference`), the upright, flattened copy it
+trains on instead (`load_upright`)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from onetwo.fsutil import atomic_path
 Box = tuple[float, float, float, float]
 CellKey = tuple[str, int, int, float, tuple[int, int, int]]
 TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
-# Both lossless; measured on 768x768 composites of textured drawings (README, Performance): WebP at method 0
+# Both lossless; measured on 768x768 composites of textured drawings (benchmarks/README.md): WebP at method 0
 # encodes in 60% of the time of the fastest PNG and is 10% smaller; for PNG, zlib level 1 with the RLE strategy is
 # both faster and 7% smaller than level 1's default strategy, and 3.5x faster than Pillow's default level 6.
 SAVE_OPTIONS = {

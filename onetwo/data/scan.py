@@ -1,4 +1,5 @@
-"""Scan character folders into images + tags, without decoding a single pixel."""
+"""Scan character and regularization folders into images + tags, without decoding a single pixel; kohya's
+`<repeats>_<token> <class>` folder names."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import tomli_w
 
 from onetwo.data.captions import parse_tags, without_token
 from onetwo.errors import OnetwoError
-from onetwo.project.config import CAPTION_EXTENSIONS, Character, Project
+from onetwo.project.config import CAPTION_EXTENSIONS, Character, Project, kohya_token
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 KOHYA_REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")
@@ -57,7 +58,7 @@ class KohyaFolder:
     @property
     def caption(self) -> str:
         """What kohya captions an image of the folder with when it has no caption file."""
-        return f"{self.token} {self.class_token}".strip()
+        return kohya_token(self.token, self.class_token)
 
 
 def kohya_folder(folder_name: str) -> KohyaFolder | None:
@@ -168,6 +169,21 @@ def scan_character(character: Character, base: Path | None = None) -> CharacterI
                           f"{character.name!r}{hint}")
     repeats = character.repeats or repeats_from_folder(folder) or 1
     return CharacterImages(character, tuple(images), repeats, tuple(warnings))
+
+
+def scan_regularization(project: Project, stage: str) -> CharacterImages | None:
+    """The stage's regularization folder (`regularization.<stage>`) scanned like a character's, its class tokens in
+    the place of a name; None when the stage has none."""
+    regularization = project.regularization
+    folder = regularization.folders.get(stage)
+    if folder is None:
+        return None
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise OnetwoError(f"{folder}: the regularization folder of {stage} {what}; fix regularization.{stage} in the "
+                          "project file")
+    character = Character(regularization.class_tokens, folder, regularization.repeats, False, "regularization")
+    return scan_character(character)
 
 
 def scan_project(project: Project) -> list[CharacterImages]:

@@ -1,5 +1,8 @@
-"""What eval computed per image (figure boxes, identity vectors, seam score), kept by file, size and mtime, so a
-rerun after another epoch scores only the new images. One cache file per pair of models."""
+"""What eval computed per image (figure boxes, identity vectors, seam score), kept by file, size, mtime and role, so
+a rerun after another epoch scores only the new images. One cache file per pair of models.
+
+The role keeps apart the two ways an image is analysed: a reference is embedded whole (one box, no seam score), a
+sample has its figures detected and its seam scored; the same file can be both."""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import numpy as np
 
 from onetwo.fsutil import write_bytes_atomic
 
-VERSION = 1
+VERSION = 2  # 2: keys name the role
+ROLES = ("reference", "sample")
 
 
 @dataclass(frozen=True)
@@ -23,9 +27,11 @@ class Entry:
     seam: float | None
 
 
-def file_key(path: Path) -> str:
+def file_key(path: Path, role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     stat = path.stat()
-    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return f"{role}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 class FeatureCache:

@@ -9,18 +9,13 @@ lines of the sample-prompts file onetwo wrote), or any folder of images with a `
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from onetwo.data.captions import prompt_escape
 from onetwo.errors import OnetwoError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from onetwo.project.strict import tomllib
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 PROMPTS_FILE = "prompts.toml"
@@ -90,7 +85,7 @@ def folder_samples(folder: Path, names: Sequence[str]) -> list[Sample]:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise OnetwoError(f"{file}: not found; a folder to evaluate needs a prompts.toml saying which characters "
-                          "each image shows (see the README, 'Evaluating a training run')") from exc
+                          "each image shows (see docs/eval.md, 'Images from other tools')") from exc
     except tomllib.TOMLDecodeError as exc:
         raise OnetwoError(f"{file}: not valid TOML: {exc}") from exc
     problems: list[str] = []

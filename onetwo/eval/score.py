@@ -41,10 +41,11 @@ def load_rgb(path: Path) -> Image.Image:
 def _analyse(paths: Sequence[Path], backends: Backends, cache: FeatureCache, whole: bool,
              progress: Callable[[int], None] | None = None) -> dict[Path, Entry]:
     """Cache lookups first; the rest in batches: one detector call and one embedder call per batch."""
+    role = "reference" if whole else "sample"
     result: dict[Path, Entry] = {}
     todo = []
     for path in paths:
-        entry = cache.get(file_key(path))
+        entry = cache.get(file_key(path, role))
         if entry is not None:
             result[path] = entry
         else:
@@ -64,7 +65,7 @@ def _analyse(paths: Sequence[Path], backends: Backends, cache: FeatureCache, who
             entry = Entry(tuple((box.x0, box.y0, box.x1, box.y1, box.score) for box in boxes),
                           features[row:row + len(boxes)], None if whole else seam_score(image))
             row += len(boxes)
-            cache.put(file_key(path), entry)
+            cache.put(file_key(path, role), entry)
             result[path] = entry
         if progress:
             progress(len(chunk))

@@ -1,16 +1,11 @@
-"""The project file, parsed once into typed, validated config; every path is resolved here."""
+"""The project's settings as typed, frozen dataclasses (`project.file` parses and validates the project file into
+them), the paths every step derives from them, and the fixed choices: stages, modes, formats, trainer scripts."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("stage1", "stage2", "joint")
@@ -27,6 +22,11 @@ ORIGINALS_MODES = ("link", "copy")
 CAPTION_EXTENSIONS = (".txt", ".caption")
 
 
+def kohya_token(name: str, class_token: str = "") -> str:
+    """kohya's `<token> <class>` (`alice girl`), or the name alone without a class: one caption token."""
+    return f"{name} {class_token}".strip()
+
+
 @dataclass(frozen=True)
 class Character:
     name: str
@@ -40,7 +40,7 @@ class Character:
     @property
     def token(self) -> str:
         """The first, kept token of the character's own captions: the name, then its class, as kohya writes it."""
-        return f"{self.name} {self.class_token}".strip()
+        return kohya_token(self.name, self.class_token)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,7 @@ from onetwo.project.config import (
     Regularization,
     SampleSettings,
 )
-from onetwo.project.strict import TableReader
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from onetwo.project.strict import TableReader, tomllib
 
 # A name becomes the first caption token and part of the `A/B/COMPOSITE` token: these would split or break it.
 # kohya's sample-prompt parser reads these option codes even at the start of the prompt itself.
@@ -255,7 +249,7 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
     file = file.resolve()
     base = file.parent
     problems: list[str] = []
-    reader = TableReader(file, problems)
+    reader = TableReader(problems)
     reader.unknown(data, "", {"project", "characters", "composite", "samples", "accelerate", "regularization",
                               "training", *STAGES})
     project = reader.table(data.get("project", {}), "project")

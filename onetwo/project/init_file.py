@@ -18,7 +18,7 @@ import tomli_w
 from onetwo.data.scan import IMAGE_EXTENSIONS, kohya_folder
 from onetwo.errors import OnetwoError
 from onetwo.fsutil import write_text_atomic
-from onetwo.project.config import CAPTION_EXTENSIONS
+from onetwo.project.config import CAPTION_EXTENSIONS, kohya_token
 from onetwo.project.file import class_problem, name_problem, slugify
 
 # A path that cannot exist by accident: `check` reports it as a missing base model, naming project.base_model.
@@ -134,7 +134,7 @@ def _commented(key: str, value: Any) -> str:
 def _caption_comment(character: CharacterFolder) -> str:
     counts = ", ".join(f"{count} {extension}" for extension, count in character.captions.items())
     where = " (in subfolders)" if character.recursive else ""
-    token = f"{character.name} {character.class_token}".strip()
+    token = kohya_token(character.name, character.class_token)
     text = (f"# {character.folder.name}: {character.images} images{where}; caption files: {counts}; "
             f"{character.uncaptioned} without one (captioned `{token}` alone)\n")
     if character.both:

@@ -3,11 +3,11 @@ in the current folder or a folder above it (as git finds its repository)."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from onetwo.errors import OnetwoError
+from onetwo.project.strict import did_you_mean
 
 PROJECT_FILE = "onetwo.toml"
 
@@ -52,6 +52,5 @@ def unknown_command(argv: Sequence[str], commands: Sequence[str]) -> str | None:
     typed = command_of(argv)
     if typed is None or typed in commands:
         return None
-    close = difflib.get_close_matches(typed, commands, n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(typed, commands, cutoff=0.5)
     return f"unknown command {typed!r}{hint}; the commands are {', '.join(commands)}"

@@ -1,18 +1,32 @@
-"""A strict reader of parsed TOML tables: every problem is collected with its key path, unknown keys included,
-so a user sees all of them at once."""
+"""Reading TOML strictly: the one `tomllib` import (tomli before Python 3.11), the one "did you mean" hint, and a
+reader of parsed tables that collects every problem with its key path, unknown keys included, so a user sees all of
+them at once."""
 
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
+import sys
+from collections.abc import Iterable
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["TableReader", "did_you_mean", "kind_names", "tomllib"]
+
+
+def did_you_mean(typed: str, known: Iterable[str], cutoff: float = 0.6) -> str:
+    """` (did you mean 'x'?)` for the closest known word, or "" when none is close enough."""
+    close = difflib.get_close_matches(typed, sorted(known), n=1, cutoff=cutoff)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class TableReader:
     """Reads one table strictly: every problem is collected with its key path, unknown keys included."""
 
-    def __init__(self, file: Path, problems: list[str]):
-        self.file = file
+    def __init__(self, problems: list[str]):
         self.problems = problems
 
     def problem(self, path: str, message: str) -> None:
@@ -27,9 +41,7 @@ class TableReader:
     def unknown(self, data: dict[str, Any], path: str, known: set[str]) -> None:
         for key in sorted(set(data) - known):
             prefix = f"{path}.{key}" if path else key
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            self.problem(prefix, f"unknown key; {hint}known keys here: {', '.join(sorted(known))}")
+            self.problem(prefix, f"unknown key{did_you_mean(key, known)}; known keys here: {', '.join(sorted(known))}")
 
     def get(self, data: dict[str, Any], path: str, key: str, kind: type | tuple[type, ...], default: Any = None,
             required: bool = False) -> Any:
