@@ -45,6 +45,7 @@ def test_files_onetwo_writes_honour_the_umask(make_project: MakeProject, cli, tm
              if stat.S_IMODE(path.stat().st_mode) != 0o666 & ~umask}
     assert wrong == {}, f"expected {oct(0o666 & ~umask)}"
     folders = [path for path in work.rglob("*") if path.is_dir()]
+    assert {"stage1", "stage2", "composites", "originals/alice"} <= {str(path.relative_to(work)) for path in folders}
     assert all(stat.S_IMODE(path.stat().st_mode) == 0o777 & ~umask for path in folders)
 
 

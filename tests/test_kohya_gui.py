@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-from onetwo.kohya.gui import LYCORIS_FIELDS, OFF, parse_network_args
+from onetwo.kohya.gui import LYCORIS_DEFAULTS, LYCORIS_TYPES, OFF, PUBLISHING_OFF, parse_network_args
 from onetwo.kohya.gui_fields import GUI_CHOICES, GUI_FIELDS, KOHYA_SS_COMMIT
 from onetwo.kohya.render import flatten_sections
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from onetwo.project.strict import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,12 +36,18 @@ def gui_network_args(gui: dict) -> dict[str, str]:
     return parse_network_args(text.split())
 
 
+def lycoris_defaults(algo: str) -> dict[str, str]:
+    """lycoris.kohya's default for each argument the GUI's LoRA_type of `algo` passes."""
+    return {arg: str(LYCORIS_DEFAULTS[arg]) for arg in LYCORIS_TYPES[algo][1] if arg in LYCORIS_DEFAULTS}
+
+
 def test_the_field_table_names_its_source() -> None:
     source = (REPO / "onetwo" / "kohya" / "gui_fields.py").read_text(encoding="utf-8")
     assert re.fullmatch(r"[0-9a-f]{40}", KOHYA_SS_COMMIT)
     assert f"bmaltais/kohya_ss commit {KOHYA_SS_COMMIT}" in source and "dump_kohya_gui_fields.py" in source
     assert "LyCORIS/LoHa" in GUI_CHOICES["LoRA_type"] and "dataset_config" in GUI_FIELDS
     assert set(OFF) <= set(GUI_FIELDS), set(OFF) - set(GUI_FIELDS)
+    assert set(PUBLISHING_OFF) <= set(GUI_FIELDS), set(PUBLISHING_OFF) - set(GUI_FIELDS)
 
 
 @pytest.mark.parametrize(("stage", "model", "mode"), [("stage1", "sd1", "sequential"), ("stage2", "sd1", "sequential"),
@@ -80,8 +81,7 @@ def test_render_writes_a_gui_config_of_the_same_run(make_project, cli, stage: st
         assert gui[key] == flat.get(key, 0), key  # 0: the GUI's "not set" (SDXL has no clip_skip)
     # The network the GUI builds is the one onetwo renders, LyCORIS's defaults filled in for the arguments it adds.
     ours = parse_network_args(flat["network_args"])
-    defaults = {arg: str(default) for arg, (_, default) in LYCORIS_FIELDS.items()}
-    assert gui_network_args(gui) == {**defaults, **ours}
+    assert gui_network_args(gui) == {**lycoris_defaults("loha"), **ours}
     assert f"{stage}: kohya_ss GUI config → " in err
 
 
@@ -103,15 +103,19 @@ def test_settings_without_a_gui_field_are_carried_or_named(make_project, cli) ->
     assert set(flat) <= covered, set(flat) - covered
 
 
-def test_an_absolute_warmup_is_named_as_not_expressible(make_project, cli) -> None:
+def test_an_absolute_warmup_goes_to_the_additional_parameters(make_project, cli) -> None:
+    """With a dataset config and epochs the GUI zeroes its own step count: the command line carries it."""
     make_project()
     _, _, err = cli("render", "stage1", "--no-progress", "--set", "lr_warmup_steps=100")
-    assert "metadata_trigger_phrase, lr_warmup_steps\n" in err
+    gui, _, _ = rendered("stage1")
+    assert (gui["lr_warmup"], gui["lr_warmup_steps"]) == (0, 0)
+    assert gui["additional_parameters"].split()[-2:] == ["--lr_warmup_steps", "100"]
+    assert "lr_warmup_steps" not in err.split("the GUI has no way to set")[1].splitlines()[0]
 
 
-def test_the_readme_lists_what_the_gui_cannot_express() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Using the rendered TOMLs without onetwo"):]
-    for name in ("kohya_ss.json", "metadata_onetwo", "metadata_trigger_phrase", "lr_warmup_steps",
-                 "Additional parameters", "user_presets", KOHYA_SS_COMMIT[:12]):
+def test_the_docs_list_what_the_gui_cannot_express() -> None:
+    page = (REPO / "docs" / "elsewhere.md").read_text(encoding="utf-8")
+    section = page[page.index("## The kohya_ss GUI"):]
+    for name in ("kohya_ss.json", "metadata_onetwo", "metadata_trigger_phrase", "Additional parameters",
+                 "user_presets", KOHYA_SS_COMMIT[:12]):
         assert name in section, name

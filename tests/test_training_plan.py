@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from onetwo.kohya.plan_table import SubsetImages, checkpoints, count_prompts, sample_rounds, select_bucket, stage_plan
-from onetwo.kohya.train_rate import measured_rate, seconds_per_step
+from onetwo.kohya.buckets import BucketSettings
+from onetwo.kohya.plan_table import SubsetImages, checkpoints, count_prompts, sample_rounds, stage_plan
+from onetwo.kohya.training_plan import measured_rate, seconds_per_step
 
 # What sd-scripts' tqdm bar leaves in train.log: redraws separated by carriage returns.
 LOG = ("steps:   0%|          | 0/6 [00:00<?, ?it/s]\r"
@@ -78,9 +79,9 @@ def test_max_train_steps_when_no_epochs_and_kohya_default() -> None:
 
 
 def test_no_upscale_buckets_are_the_image_cut_to_steps() -> None:
-    settings = {"enable_bucket": True, "bucket_no_upscale": True, "bucket_reso_steps": 64, "resolution": (512, 512)}
-    assert select_bucket(300, 200, settings, []) == (256, 192)
-    assert select_bucket(2000, 1000, settings, []) == (640, 320)  # 2:1 kept exactly
+    settings = BucketSettings((512, 512), step=64, enabled=True, no_upscale=True)
+    assert settings.select(300, 200) == (256, 192)
+    assert settings.select(2000, 1000) == (640, 320)  # 2:1 kept exactly
 
 
 def test_checkpoints_and_samples() -> None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MAX_HEADER_BYTES = 100 << 20
+from onetwo.kohya.safetensors_header import HeaderError, read_header
+
 MAX_PICKLE_BYTES = 64 << 20
 UNET = "model.diffusion_model."
 # The text encoder of each family in the single-file (original LDM) layout sd-scripts loads.
@@ -62,25 +63,13 @@ def classify_keys(keys: Iterable[str], shapes: dict[str, list[int]] | None = Non
 
 def read_safetensors(path: Path) -> ModelKind:
     size = path.stat().st_size
-    with path.open("rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            return ModelKind("truncated", f"{size} bytes, shorter than a safetensors header")
-        (length,) = struct.unpack("<Q", head)
-        if length > MAX_HEADER_BYTES:
-            return ModelKind("not_a_model", "no safetensors header")
-        if 8 + length > size:
-            return ModelKind("truncated", f"its header says {length} bytes of JSON, the file holds {size - 8}")
-        try:
-            header = json.loads(handle.read(length))
-        except (UnicodeDecodeError, ValueError):
-            return ModelKind("not_a_model", "its safetensors header is not JSON")
-    if not isinstance(header, dict):
-        return ModelKind("not_a_model", "its safetensors header is not a table of tensors")
-    tensors = {key: value for key, value in header.items() if key != "__metadata__" and isinstance(value, dict)}
-    data_end = max((int(value.get("data_offsets", [0, 0])[1]) for value in tensors.values()), default=0)
-    if 8 + length + data_end > size:
-        return ModelKind("truncated", f"its tensors end at byte {8 + length + data_end}, the file has {size}")
+    try:
+        layout = read_header(path)
+    except HeaderError as exc:
+        return ModelKind("truncated" if exc.truncated else "not_a_model", str(exc))
+    if layout.data_end > size:
+        return ModelKind("truncated", f"its tensors end at byte {layout.data_end}, the file has {size}")
+    tensors = layout.tensors
     return classify_keys(tensors, {key: value.get("shape") for key, value in tensors.items()})
 
 

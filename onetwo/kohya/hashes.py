@@ -10,10 +10,8 @@ bytes (no torch) and rewrites only the header, so the tensors stay byte-identica
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,32 +19,17 @@ from typing import Any, BinaryIO
 
 from onetwo.errors import OnetwoError
 from onetwo.fsutil import atomic_path
+from onetwo.kohya import safetensors_header
+from onetwo.kohya.safetensors_header import HeaderError, Layout, serialise_header
 
 MODEL_HASH_KEY = "sshs_model_hash"
 LEGACY_HASH_KEY = "sshs_legacy_hash"
 LEGACY_WINDOW = (0x100000, 0x10000)  # (offset, length) in the serialised buffer, header included
-MAX_HEADER_BYTES = 100 << 20  # the limit safetensors itself enforces
 BLOCK = 1 << 20
 # safetensors writes tensors sorted by dtype, largest first in this order (its Rust enum, descending), then by
 # name; the order was read off safetensors 0.8 and agrees with older releases for every dtype listed.
 DTYPE_ORDER = ("U64", "I64", "F64", "F32", "U32", "I32", "BF16", "F16", "U16", "I16", "F8_E4M3", "F8_E5M2", "I8",
                "U8", "BOOL")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """A .safetensors file as stored: its parsed header and where the tensor data starts."""
-
-    header: dict[str, Any]
-    data_start: int
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return dict(self.header.get("__metadata__") or {})
-
-    @property
-    def tensors(self) -> dict[str, dict[str, Any]]:
-        return {name: info for name, info in self.header.items() if name != "__metadata__"}
 
 
 @dataclass(frozen=True)
@@ -59,23 +42,9 @@ class Rehash:
 
 def read_layout(handle: BinaryIO, path: Path) -> Layout:
     try:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        if not 0 < length <= MAX_HEADER_BYTES:
-            raise ValueError(f"header length {length}")
-        header = json.loads(handle.read(length))
-        if not isinstance(header, dict):
-            raise ValueError("the header is not a JSON object")
-    except (ValueError, struct.error) as exc:
+        return safetensors_header.read_layout(handle)
+    except HeaderError as exc:
         raise OnetwoError(f"{path}: not a readable .safetensors file ({exc}); train it again") from exc
-    return Layout(header, 8 + length)
-
-
-def serialise_header(header: dict[str, Any]) -> bytes:
-    """The 8-byte length and the JSON header as safetensors writes them: compact, UTF-8, padded with spaces to a
-    multiple of 8 so the tensor data stays aligned."""
-    text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text
 
 
 def canonical_order(tensors: dict[str, dict[str, Any]], path: Path) -> list[str]:

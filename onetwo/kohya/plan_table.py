@@ -1,25 +1,22 @@
-"""The training plan of a stage before any GPU time: what kohya will count from the rendered files. Pure.
+"""The training plan of a stage before any GPU time: what kohya will count from the rendered files, and the table
+`check`, `render` and `train --dry-run` print. Pure.
 
 Mirrors sd-scripts (the pinned commit): config_util's fallbacks (subset → dataset → general → training config),
-DreamBoothDataset's repeats and regularization fill, BucketManager.select_bucket, `len(dataset)` = the sum over
-buckets of ceil(images in bucket x repeats / batch_size), and train_network.py's steps, saves and samples.
+DreamBoothDataset's repeats and regularization fill, `len(dataset)` = the sum over buckets (onetwo.kohya.buckets)
+of ceil(images in bucket x repeats / batch_size), and train_network.py's steps, saves and samples.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from onetwo.kohya.buckets import make_bucket_resolutions
+from onetwo.kohya.buckets import dataset_levels, setting, settings_from_dataset
 
 DEFAULT_MAX_TRAIN_STEPS = 1600  # train_network.py's default when neither epochs nor steps are given
-# train_network.py's argparse names for the dataset keys it falls back to (config_util's name map).
-TRAIN_KEY_OF = {"batch_size": "train_batch_size", "num_repeats": "dataset_repeats"}
-DATASET_DEFAULTS = {"batch_size": 1, "enable_bucket": False, "min_bucket_reso": 256, "max_bucket_reso": 1024,
-                    "bucket_reso_steps": 64, "bucket_no_upscale": False, "resolution": None}
 
 
 @dataclass(frozen=True)
@@ -63,75 +60,10 @@ class StagePlan:
         return self.sample_rounds * self.prompts
 
 
-def setting(key: str, levels: Sequence[Mapping[str, Any]], default: Any = None) -> Any:
-    """config_util's search_value: the first level that has the key with a value that is not None."""
-    for level in levels:
-        value = level.get(key)
-        if value is not None:
-            return value
-    return default
-
-
-def resolution_of(value: Any) -> tuple[int, int]:
-    if isinstance(value, (list, tuple)):
-        return int(value[0]), int(value[-1])
-    if isinstance(value, str):
-        parts = [int(part) for part in value.split(",")]
-        return parts[0], parts[-1]
-    return int(value), int(value)
-
-
-def _round_to_steps(value: float, steps: int) -> int:
-    value = int(value + 0.5)
-    return value - value % steps
-
-
-def select_bucket(width: int, height: int, settings: Mapping[str, Any],
-                  resos: Sequence[tuple[int, int]]) -> tuple[int, int]:
-    """BucketManager.select_bucket: the predefined bucket of nearest aspect (an exact size first), or with
-    bucket_no_upscale the image's own size, shrunk to the resolution's area, cut to whole steps."""
-    aspect = width / height
-    if not settings["enable_bucket"]:
-        return resos[0]
-    if not settings["bucket_no_upscale"]:
-        if (width, height) in resos:
-            return width, height
-        return min(resos, key=lambda reso: abs(reso[0] / reso[1] - aspect))
-    steps = settings["bucket_reso_steps"]
-    max_area = settings["resolution"][0] * settings["resolution"][1]
-    if width * height > max_area:
-        resized_width = math.sqrt(max_area * aspect)
-        resized_height = max_area / resized_width
-        width_rounded = _round_to_steps(resized_width, steps)
-        height_in_wr = _round_to_steps(width_rounded / aspect, steps)
-        height_rounded = _round_to_steps(resized_height, steps)
-        width_in_hr = _round_to_steps(height_rounded * aspect, steps)
-        if abs(width_rounded / height_in_wr - aspect) < abs(width_in_hr / height_rounded - aspect):
-            size = (width_rounded, int(width_rounded / aspect + 0.5))
-        else:
-            size = (int(height_rounded * aspect + 0.5), height_rounded)
-    else:
-        size = (width, height)
-    return size[0] - size[0] % steps, size[1] - size[1] % steps
-
-
-def dataset_settings(general: Mapping[str, Any], dataset: Mapping[str, Any],
-                     flat_config: Mapping[str, Any]) -> dict[str, Any]:
-    levels = [dataset, general, {key: flat_config.get(TRAIN_KEY_OF.get(key, key)) for key in DATASET_DEFAULTS}]
-    settings = {key: setting(key, levels, default) for key, default in DATASET_DEFAULTS.items()}
-    settings["resolution"] = resolution_of(settings["resolution"] or 512)
-    return settings
-
-
 def dataset_batches(general: Mapping[str, Any], dataset: Mapping[str, Any], flat_config: Mapping[str, Any],
                     images: Mapping[str, SubsetImages]) -> tuple[int, list[SubsetRow], Counter[str]]:
     """One [[datasets]]: (kohya's len(dataset), a row per subset, per-character images x repeats)."""
-    settings = dataset_settings(general, dataset, flat_config)
-    if settings["enable_bucket"] and not settings["bucket_no_upscale"]:
-        resos = make_bucket_resolutions(settings["resolution"], settings["min_bucket_reso"],
-                                        settings["max_bucket_reso"], settings["bucket_reso_steps"])
-    else:
-        resos = [settings["resolution"]]
+    settings = settings_from_dataset(general, dataset, flat_config)
     fallback = {"num_repeats": flat_config.get("dataset_repeats")}
     buckets: Counter[tuple[int, int]] = Counter()
     rows: list[SubsetRow] = []
@@ -153,7 +85,7 @@ def dataset_batches(general: Mapping[str, Any], dataset: Mapping[str, Any], flat
             continue
         train_images += repeats * len(known.sizes)
         for width, height in known.sizes:
-            buckets[select_bucket(width, height, settings, resos)] += repeats
+            buckets[settings.select(width, height)] += repeats
         characters.update({name: count * repeats for name, count in known.appearances})
         rows.append(SubsetRow(known.label, len(known.sizes), repeats, repeats * len(known.sizes), False))
     # DreamBoothDataset: regularization images are registered in turn, then one more repeat each, until they
@@ -171,12 +103,12 @@ def dataset_batches(general: Mapping[str, Any], dataset: Mapping[str, Any], flat
             first = False
         for ((width, height), _), count in zip(regularization, registered, strict=True):
             if count:
-                buckets[select_bucket(width, height, settings, resos)] += count
+                buckets[settings.select(width, height)] += count
         start = 0
         for label, count, repeats in reg_rows:
             rows.append(SubsetRow(label, count, repeats, sum(registered[start:start + count]), True))
             start += count
-    batch_size = int(settings["batch_size"])
+    batch_size = int(setting("batch_size", dataset_levels(general, dataset, flat_config), 1))
     return sum(math.ceil(count / batch_size) for count in buckets.values()), rows, characters
 
 

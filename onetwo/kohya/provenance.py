@@ -1,10 +1,10 @@
-"""LoRA file metadata: what stage 2 must match in stage 1, and where each file onetwo trains came from."""
+"""LoRA file metadata: what stage 2 must match in stage 1, where each file onetwo trains came from (written as
+training keys kohya copies into the file), and what `onetwo inspect` prints of a file."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import struct
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,8 @@ from typing import Any
 from onetwo import __version__
 from onetwo.data.captions import prompt_escape
 from onetwo.errors import OnetwoError
+from onetwo.kohya.safetensors_header import HeaderError, read_header
 
-MAX_HEADER_BYTES = 64 << 20
 # LyCORIS loads network_weights with strict=False: if these differ, the stage-1 weights are silently dropped.
 HANDOFF_KEYS = ("network_module", "network_dim", "network_alpha")
 
@@ -21,14 +21,9 @@ HANDOFF_KEYS = ("network_module", "network_dim", "network_alpha")
 def read_metadata(path: Path) -> dict[str, str]:
     """The `__metadata__` of a .safetensors file, read from its JSON header without torch."""
     try:
-        with path.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if not 0 < length <= MAX_HEADER_BYTES:
-                raise ValueError(f"header length {length}")
-            header = json.loads(handle.read(length))
-    except (OSError, ValueError, struct.error) as exc:
+        metadata = read_header(path).metadata
+    except (OSError, HeaderError) as exc:
         raise OnetwoError(f"{path}: not a readable .safetensors file ({exc})") from exc
-    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
     return {str(key): str(value) for key, value in metadata.items()}
 
 

@@ -1,11 +1,12 @@
-"""Templates + computed values + overrides → the kohya TOMLs and sample prompts of a stage. Pure but for I/O edges."""
+"""A stage's kohya files from its templates: the training config and dataset TOMLs and the sample prompts, merged
+template → onetwo's computed values → the project file's overrides → `--set`, every key and resolution checked
+against what the pinned sd-scripts accepts (kohya itself ignores misspelt keys). Pure but for reading the templates
+and writing the files."""
 
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +20,15 @@ from onetwo.data.composite import PORTRAIT
 from onetwo.data.scan import CharacterImages
 from onetwo.errors import OnetwoError
 from onetwo.fsutil import write_text_if_changed
-from onetwo.kohya.args import DATASET_KEYS, SDXL_ONLY_ARGS, TRAIN_NETWORK_ARGS
 from onetwo.kohya.buckets import BucketSettings, fit_size, settings_from_dataset
-from onetwo.project.config import TRAIN_SCRIPTS, Overrides, Project
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from onetwo.kohya.validate import (
+    WRITTEN_SUBSET_KEYS,
+    resolution_problem,
+    validate_dataset_keys,
+    validate_train_keys,
+)
+from onetwo.project.config import Overrides, Project
+from onetwo.project.strict import tomllib
 
 # What each [[datasets]] of a stage's dataset template trains on, in template order.
 ROLES = {"stage1": ("originals",), "stage2": ("composites",), "joint": ("originals", "composites")}
@@ -94,51 +96,6 @@ def set_train_key(doc: dict[str, Any], key: str, value: Any) -> None:
         doc[key] = value
         return
     doc.setdefault(SECTION_OF.get(key, DEFAULT_SECTION), {})[key] = value
-
-
-def _suggest(key: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _value_problem(kind: str, value: Any) -> str | None:
-    if kind == "flag":
-        return None if isinstance(value, bool) else "must be true or false"
-    if kind == "int":
-        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
-    if kind == "float":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return None if ok else "must be a number"
-    if kind == "list":
-        # A single number passes: train_network.py reads e.g. a scalar text_encoder_lr (the reference's form).
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return None if isinstance(value, list) or number else "must be a list"
-    if kind.startswith("choice:"):
-        choices = kind.split(":", 1)[1].split(",")
-        return None if str(value) in choices else f"must be one of {', '.join(choices)}"
-    return None if isinstance(value, str) else "must be a string (quote it)"
-
-
-def validate_train_keys(flat: dict[str, Any], origin: dict[str, str], model: str = "sd1") -> list[str]:
-    """Every key must be one the trainer knows: kohya itself silently ignores misspelt ones."""
-    known = {**TRAIN_NETWORK_ARGS, **SDXL_ONLY_ARGS} if model == "sdxl" else TRAIN_NETWORK_ARGS
-    script = TRAIN_SCRIPTS[model]
-    problems = []
-    for key, value in flat.items():
-        where = origin.get(key, "template")
-        if key.startswith("metadata_") and isinstance(value, str):
-            continue  # train_network.py writes any metadata_<x> string from the config file as modelspec.<x>
-        if key not in known:
-            problems.append(f"{where}: {key!r} is not an option of {script}{_suggest(key, list(known))}")
-        elif why := _value_problem(known[key], value):
-            problems.append(f"{where}: {key} {why}, got {value!r}")
-    return problems
-
-
-def validate_dataset_keys(table: dict[str, Any], level: str, where: str) -> list[str]:
-    allowed = DATASET_KEYS[level]
-    return [f"{where}: {key!r} is not a kohya {level} setting{_suggest(key, sorted(allowed))}"
-            for key in table if key not in allowed and key not in ("datasets", "subsets")]
 
 
 def parse_assignment(item: str, option: str = "--set") -> tuple[str, Any]:
@@ -235,7 +192,11 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
     for key, value in user.train.items():
         set_train_key(config, key, value)
         origin[key] = f"{project.file}: [{stage}] or [training] or --set"
-    problems = validate_train_keys(flatten_sections(config), origin, project.model)
+    flat = flatten_sections(config)
+    problems = validate_train_keys(flat, origin, project.model)
+    if isinstance(flat.get("resolution"), str) and (
+            why := resolution_problem(flat["resolution"], "training", origin.get("resolution", "template"))):
+        problems.append(why)
 
     dataset_doc, patterns, dataset_problems = merged_datasets(project, stage, templates, user)
     problems += dataset_problems
@@ -259,7 +220,7 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
                          regularization.class_tokens, {})
         datasets[0]["subsets"].append({**subset, "is_reg": True})
     dataset_doc["datasets"] = datasets
-    buckets = settings_from_dataset(dataset_doc.get("general", {}), datasets[-1])
+    buckets = settings_from_dataset(dataset_doc.get("general", {}), datasets[-1], flat)
     return RenderedStage(stage, config, dataset_doc, sample_prompts(project, scans, buckets))
 
 
@@ -282,7 +243,8 @@ def merged_datasets(project: Project, stage: str, templates: Templates, user: Ov
     problems += validate_dataset_keys(user.dataset, "datasets", f"{project.file}: [{stage}.dataset] or --set dataset.")
     problems += validate_dataset_keys(user.subset, "subsets", f"{project.file}: [{stage}.subset] or --set subset.")
     problems += [f"{project.file}: [{stage}.subset] {key}: onetwo writes it for each subset; remove it"
-                 for key in ("image_dir", "class_tokens", "is_reg") if key in user.subset]
+                 for key in WRITTEN_SUBSET_KEYS if key in user.subset]
+    problems += dataset_resolution_problems(project, stage, templates, user)
     patterns = []
     for role, item in zip(roles, datasets, strict=True):
         dataset = {key: value for key, value in item.items() if key != "subsets"}
@@ -296,14 +258,37 @@ def merged_datasets(project: Project, stage: str, templates: Templates, user: Ov
     return doc, patterns, problems
 
 
-def role_buckets(project: Project, role: str, cli: Overrides | None = None) -> BucketSettings:
-    """The bucket settings of the dataset that trains on `role` (originals or composites) in this project's mode."""
+def dataset_resolution_problems(project: Project, stage: str, templates: Templates, user: Overrides) -> list[str]:
+    """The dataset resolutions of a stage kohya would not read, each with where it was set."""
+    tables = [(templates.dataset.get("general", {}), str(templates.dataset_file)),
+              (user.dataset, f"{project.file}: [{stage}.dataset] or --set dataset.")]
+    if "resolution" not in user.dataset:
+        tables += [(item, str(templates.dataset_file)) for item in templates.dataset.get("datasets", [])
+                   if isinstance(item, dict)]
+    found = [resolution_problem(table["resolution"], "dataset", where) for table, where in tables
+             if isinstance(table, dict) and "resolution" in table]
+    return [problem for problem in found if problem]
+
+
+def role_buckets(project: Project, role: str, cli: Overrides | None = None,
+                 templates: Templates | None = None) -> BucketSettings:
+    """The bucket settings of the dataset that trains on `role` (originals or composites) in this project's mode;
+    `templates`: that stage's, when the caller has read them already. Raises when a resolution is unreadable (the
+    other problems are render_stage's to report, all at once)."""
     stage = "joint" if project.mode == "joint" else {"originals": "stage1", "composites": "stage2"}[role]
-    templates = load_templates(project, stage)
+    templates = templates or load_templates(project, stage)
     user = project.stage_overrides(stage).then(cli or Overrides())
     doc, patterns, _ = merged_datasets(project, stage, templates, user)
     dataset, _ = patterns[ROLES[stage].index(role)]
-    return settings_from_dataset(doc.get("general", {}), dataset)
+    flat = {**flatten_sections(templates.train), **user.train}
+    try:
+        return settings_from_dataset(doc.get("general", {}), dataset, flat)
+    except ValueError as exc:
+        where = f"{project.file}: [training] or [{stage}] or --set" if "resolution" in user.train else \
+            str(templates.train_file)
+        unreadable = dataset_resolution_problems(project, stage, templates, user) or [
+            f"{where}: resolution = {flat.get('resolution')!r}: {exc}"]
+        raise OnetwoError(f"{stage}: kohya cannot read the resolution:", unreadable) from exc
 
 
 def stage_files(project: Project, stage: str) -> tuple[Path, Path, Path]:

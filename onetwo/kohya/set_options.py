@@ -20,9 +20,8 @@ from onetwo.kohya.provenance import (
     read_metadata,
     settings_from_metadata,
 )
-from onetwo.kohya.render import parse_assignment, validate_dataset_keys, validate_train_keys
-
-WRITTEN_BY_ONETWO = ("image_dir", "class_tokens", "is_reg")
+from onetwo.kohya.render import parse_assignment
+from onetwo.kohya.validate import WRITTEN_SUBSET_KEYS, resolution_problem, validate_dataset_keys, validate_train_keys
 
 
 def set_problems(items: Sequence[str], model: str) -> list[str]:
@@ -39,10 +38,15 @@ def set_problems(items: Sequence[str], model: str) -> list[str]:
         if dot and scope in ("dataset", "subset"):
             level = "datasets" if scope == "dataset" else "subsets"
             problems += validate_dataset_keys({name: value}, level, where)
-            if scope == "subset" and name in WRITTEN_BY_ONETWO:
+            if scope == "subset" and name in WRITTEN_SUBSET_KEYS:
                 problems.append(f"{where}: onetwo writes {name} for each subset; leave it out")
+            elif scope == "dataset" and name == "resolution" and (why := resolution_problem(value, "dataset", where)):
+                problems.append(why)
         else:
             problems += validate_train_keys({key: value}, {key: where}, model)
+            if key == "resolution" and isinstance(value, str) and (
+                    why := resolution_problem(value, "training", where)):
+                problems.append(why)
     return problems
 
 

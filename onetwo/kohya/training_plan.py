@@ -1,22 +1,25 @@
 """What a stage's plan table needs from a project: each training folder's images and sizes (known in memory before
-kohya reads them), the accelerate process count, and the speed of the stage's last run."""
+kohya reads them), the accelerate process count, and the speed of the stage's last run (read from its train.log)."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from onetwo.data.composite import CompositeJob
 from onetwo.data.originals import plan_folder, replay_selection
-from onetwo.data.scan import CharacterImages, scan_character
+from onetwo.data.scan import CharacterImages
 from onetwo.kohya.plan_table import StagePlan, SubsetImages, stage_plan
 from onetwo.kohya.render import RenderedStage
-from onetwo.kohya.train_rate import measured_rate
-from onetwo.project.config import Character, Project
+from onetwo.project.config import Project
+
+# sd-scripts' tqdm bar: `steps:  40%|████      | 4/10 [00:12<00:18,  3.05s/it, avr_loss=0.11]` (or `1.52it/s`),
+# redrawn with \r; not "epoch validation steps:", the bar of validation.
+STEPS_BAR = re.compile(r"(?<![\w ])steps:\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[[^\],]*,\s*([\d.]+)(s/it|it/s)")
+TAIL_BYTES = 1 << 20
 
 
 def _sizes(scan: CharacterImages, names: set[Path] | None = None) -> tuple[tuple[int, int], ...]:
@@ -24,21 +27,10 @@ def _sizes(scan: CharacterImages, names: set[Path] | None = None) -> tuple[tuple
                  if names is None or image.path in names)
 
 
-def _header_sizes(paths: Sequence[Path]) -> tuple[tuple[int, int], ...]:
-    """Pixel sizes as kohya reads them (the file's header, no EXIF transpose); unreadable files are left out."""
-    sizes = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                sizes.append(image.size)
-        except OSError:
-            continue
-    return tuple(sizes)
-
-
-def stage_images(project: Project, stage: str, scans: Sequence[CharacterImages],
-                 jobs: Sequence[CompositeJob] = ()) -> dict[str, SubsetImages]:
-    """Every folder a stage's dataset TOML names (by its image_dir text), with what will be in it."""
+def stage_images(project: Project, stage: str, scans: Sequence[CharacterImages], jobs: Sequence[CompositeJob] = (),
+                 regularization: CharacterImages | None = None) -> dict[str, SubsetImages]:
+    """Every folder a stage's dataset TOML names (by its image_dir text), with what will be in it; `regularization`:
+    the stage's checked regularization images (`data.check.check_regularization`)."""
     folders: dict[str, SubsetImages] = {}
     if stage in ("stage1", "joint"):
         for scan in scans:
@@ -56,19 +48,40 @@ def stage_images(project: Project, stage: str, scans: Sequence[CharacterImages],
             name = scan.character.name
             folders[str(project.replay_dir / scan.character.slug)] = SubsetImages(
                 f"{name} (replay)", _sizes(scan, {entry.source for entry in chosen}), ((name, len(chosen)),))
-    regularization = project.regularization
-    if stage in regularization.folders:
-        character = Character(regularization.class_tokens, regularization.folders[stage], regularization.repeats,
-                              False, "regularization")
-        paths = [image.path for image in scan_character(character).images]
-        folders[str(project.regularization_dir(stage))] = SubsetImages("regularization", _header_sizes(paths))
+    if regularization is not None:
+        folders[str(project.regularization_dir(stage))] = SubsetImages("regularization", _sizes(regularization))
     return folders
 
 
 def plan_stage(project: Project, rendered: RenderedStage, scans: Sequence[CharacterImages],
-               jobs: Sequence[CompositeJob], accelerate: Mapping[str, Any]) -> StagePlan:
+               jobs: Sequence[CompositeJob], accelerate: Mapping[str, Any],
+               regularization: CharacterImages | None) -> StagePlan:
     log = project.stage_dir(rendered.stage) / "train.log"
     rate = measured_rate(log)
     return stage_plan(rendered.stage, rendered.dataset, rendered.flat_config(),
-                      stage_images(project, rendered.stage, scans, jobs), rendered.sample_prompts,
+                      stage_images(project, rendered.stage, scans, jobs, regularization), rendered.sample_prompts,
                       int(accelerate.get("num_processes") or 1), rate, f"measured in {log}" if rate else "")
+
+
+def seconds_per_step(log_text: str) -> float | None:
+    """The last rate the bar showed (sd-scripts runs tqdm with smoothing=0: the average since the first step)."""
+    rate = None
+    for match in STEPS_BAR.finditer(log_text):
+        if int(match.group(1)) < 1:
+            continue
+        value = float(match.group(3))
+        if value > 0:
+            rate = value if match.group(4) == "s/it" else 1 / value
+    return rate
+
+
+def measured_rate(log_file: Path) -> float | None:
+    """seconds_per_step of the log's last megabyte; None when there is no log or no step was logged."""
+    try:
+        with log_file.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - TAIL_BYTES))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    return seconds_per_step(text)
