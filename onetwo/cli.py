@@ -1,4 +1,5 @@
-"""The command line: parses arguments, calls the pipeline, prints; `Error: …` and exit code 2 for what users fix."""
+"""The command line: parses arguments, calls the stages (onetwo.stages) and the other commands' modules, prints;
+`Error: …` and exit code 2 for what users fix."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from onetwo.project.file import load_project
 from onetwo.project.init_file import init_project
 from onetwo.project.lookup import find_project, unknown_command
 from onetwo.stages import (
+    PreparedStage,
     StageRequest,
     check_project,
     launch_problems,
@@ -82,19 +84,27 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def dry_run(project: Project, prepared: PreparedStage) -> int:
+    """What --dry-run prints: the problems that would stop the launch, as warnings, and the command."""
+    for problem in launch_problems(project, prepared):
+        warn(problem)
+    print(shlex.join(prepared.argv))
+    return 0
+
+
 def cmd_matrix(args: argparse.Namespace, project: Project) -> int:
-    matrix.draw(project, Path(args.lora).resolve(), request(args), args.steps, args.seed,
-                Path(args.out).resolve() if args.out else None)
+    sampling = matrix.prepare(project, Path(args.lora).resolve(), request(args), args.steps, args.seed,
+                              Path(args.out).resolve() if args.out else None)
+    if args.dry_run:
+        return dry_run(project, sampling.prepared)
+    matrix.draw(project, sampling)
     return 0
 
 
 def cmd_train(args: argparse.Namespace, project: Project) -> int:
     prepared = prepare_stage(project, dataclasses.replace(request(args), launch=True))
     if args.dry_run:
-        for problem in launch_problems(project, prepared):
-            warn(problem)
-        print(shlex.join(prepared.argv))
-        return 0
+        return dry_run(project, prepared)
     return train_stage(project, args.stage, prepared)
 
 
@@ -144,6 +154,8 @@ def parser() -> argparse.ArgumentParser:
     grid.add_argument("--out", help="PNG to write (default: <work_dir>/matrix/<lora>.png)")
     grid.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for train")
     grid.add_argument("--accelerate", action="append", default=[], metavar="KEY=VALUE", help="as for train")
+    grid.add_argument("--dry-run", action="store_true", help="write the sampling run's files, print the command, "
+                      "run nothing")
     grid.set_defaults(extra=[])
     every_command_options(commands)
     return root

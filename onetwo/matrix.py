@@ -1,12 +1,13 @@
 """The pair matrix: every character alone (diagonal) and every pair in both orders, drawn with one LoRA and fixed
-seeds by sd-scripts' own sampler, assembled into one PNG grid to judge identity and left/right order at a glance."""
+seeds by sd-scripts' own sampler, assembled into one PNG grid to judge identity and left/right order at a glance.
+The sampling run is the first stage's config, fitted to the trainer's Python as `onetwo train` fits it."""
 
 from __future__ import annotations
 
 import itertools
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +21,12 @@ from onetwo.errors import OnetwoError
 from onetwo.fsutil import write_text_atomic
 from onetwo.kohya.buckets import fit_size
 from onetwo.kohya.provenance import handoff_problems, read_metadata
-from onetwo.kohya.render import (
-    character_prompt,
-    load_templates,
-    parse_set,
-    prompt_tags,
-    render_stage,
-    role_buckets,
-    write_toml,
-)
+from onetwo.kohya.render import character_prompt, load_templates, parse_set, prompt_tags, role_buckets, write_toml
 from onetwo.kohya.set_options import require_valid_sets
 from onetwo.messages import info
 from onetwo.project.config import Project
-from onetwo.stages import StageRequest, accelerate_settings, prepare_originals, scan, stages_of
-from onetwo.trainer.launch import command, preflight, require, run
-from onetwo.trainer.python import choose_python
+from onetwo.stages import PreparedStage, StageRequest, fit_stage, launch_problems, prepare_originals, scan, stages_of
+from onetwo.trainer.launch import require, run
 
 LABEL = 20
 # Keys that turn a training config into a sampling-only run: load the LoRA, sample before the first step, train
@@ -110,24 +102,31 @@ def assemble(grid: Sequence[Cell], images: Sequence[Path], target: Path) -> Path
     return target
 
 
+@dataclass(frozen=True)
+class MatrixRun:
+    """A sampling run written and fitted to the trainer's Python, ready to launch."""
 
-def draw(project: Project, lora: Path, request: StageRequest, steps: int | None, seed: int,
-         out: Path | None) -> Path:
-    """Sample every cell of the matrix with `lora` through sd-scripts and assemble the grid; return its path."""
+    grid: list[Cell]
+    out_dir: Path
+    target: Path
+    prepared: PreparedStage
+
+
+def prepare(project: Project, lora: Path, request: StageRequest, steps: int | None, seed: int,
+            out: Path | None) -> MatrixRun:
+    """Write the sampling run of every cell with `lora`: the first stage's config, fitted to the trainer's Python as
+    `onetwo train` fits it, turned into a sampling-only run."""
     read_metadata(lora)
     require_valid_sets(request.sets, project.model)  # before any file is written
     scans = scan(project, request.workers, request.progress)
-    sets = parse_set(request.sets)
-    width, height = fit_size(PORTRAIT * 2, role_buckets(project, "composites", sets))
+    width, height = fit_size(PORTRAIT * 2, role_buckets(project, "composites", parse_set(request.sets)))
     grid = cells(project, scans, width, height, steps or project.samples.steps, seed)
     out_dir = project.work_dir / "matrix" / lora.stem
-    for old in (out_dir / "sample").glob("matrix_*.png"):
-        old.unlink()  # a stale sample would fill the cell of a prompt that failed this time
     stage = stages_of(project)[0]
     prepare_originals(project, scans)
-    rendered = render_stage(project, stage, scans, load_templates(project, stage), sets)
+    fitted = fit_stage(project, stage, scans, load_templates(project, stage), replace(request, launch=True))
     prompts_file = out_dir / "prompts.txt"
-    config = sampling_config(rendered.flat_config(), lora, out_dir, prompts_file)
+    config = sampling_config(fitted.rendered.flat_config(), lora, out_dir, prompts_file)
     mismatch = handoff_problems(lora, config)
     if mismatch:
         raise OnetwoError(f"{lora}: its network differs from the project's, so LyCORIS would load none of it:",
@@ -135,17 +134,24 @@ def draw(project: Project, lora: Path, request: StageRequest, steps: int | None,
     write_text_atomic(prompts_file, "".join(cell.prompt_line + "\n" for cell in grid))
     config_file, dataset_file = out_dir / "config.toml", out_dir / "dataset.toml"
     write_toml(config_file, config, f"the pair matrix of {lora.name}")
-    write_toml(dataset_file, sampling_dataset(rendered.dataset), f"the pair matrix of {lora.name}")
-    argv = command(project.train_script, config_file, dataset_file, accelerate_settings(project, request.accelerate),
-                   request.extra, choose_python(project.python, project.sd_scripts).path)
-    require(preflight(project.base_model, project.train_script, None), "draw the pair matrix")
-    info(f"matrix: {shlex.join(argv)}")
-    code = run(argv, out_dir / "sample.log")
-    (out_dir / "matrix.safetensors").unlink(missing_ok=True)  # the zero-epoch run re-saves the LoRA unchanged
-    images = sample_files(out_dir, len(grid))
-    if code or len(images) != len(grid):
-        raise OnetwoError(f"sampling exited with {code} and drew {len(images)} of {len(grid)} images; its log: "
-                          f"{out_dir / 'sample.log'}")
+    write_toml(dataset_file, sampling_dataset(fitted.rendered.dataset), f"the pair matrix of {lora.name}")
+    argv = fitted.command(project, config_file, dataset_file, request.extra)
     target = out or project.work_dir / "matrix" / f"{lora.stem}.png"
-    info(f"matrix: {len(grid)} images → {assemble(grid, images, target)}")
-    return target
+    return MatrixRun(grid, out_dir, target, PreparedStage(argv, None, config, fitted.trainer))
+
+
+def draw(project: Project, matrix: MatrixRun) -> Path:
+    """Sample every cell through sd-scripts and assemble the grid; return its path."""
+    require(launch_problems(project, matrix.prepared), "draw the pair matrix")
+    for old in (matrix.out_dir / "sample").glob("matrix_*.png"):
+        old.unlink()  # a stale sample would fill the cell of a prompt that failed this time
+    info(f"matrix: {shlex.join(matrix.prepared.argv)}")
+    log = matrix.out_dir / "sample.log"
+    code = run(matrix.prepared.argv, log)
+    (matrix.out_dir / "matrix.safetensors").unlink(missing_ok=True)  # the zero-epoch run re-saves the LoRA unchanged
+    images = sample_files(matrix.out_dir, len(matrix.grid))
+    if code or len(images) != len(matrix.grid):
+        raise OnetwoError(f"sampling exited with {code} and drew {len(images)} of {len(matrix.grid)} images; its "
+                          f"log: {log}")
+    info(f"matrix: {len(matrix.grid)} images → {assemble(matrix.grid, images, matrix.target)}")
+    return matrix.target

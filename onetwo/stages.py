@@ -1,5 +1,6 @@
 """The steps of a stage, in order: scan and check the images, link the originals, build the composites, render the
-kohya files with their provenance, launch the trainer. The CLI, `onetwo matrix` and the benchmarks call these."""
+kohya files with their provenance and fit them to the trainer's Python (`fit_stage`, which `onetwo matrix` shares),
+launch the trainer. The CLI, `onetwo matrix` and the benchmarks call these."""
 
 from __future__ import annotations
 
@@ -13,22 +14,31 @@ from typing import Any
 from onetwo.data.build import BuildReport, build
 from onetwo.data.caption_check import caption_warnings
 from onetwo.data.captions import MAX_TOKEN_LENGTH
-from onetwo.data.check import check_images, summary_table
+from onetwo.data.check import check_images, check_regularization, summary_table
 from onetwo.data.composite import CompositeJob, over_budget, plan
-from onetwo.data.originals import describe_folder, plan_folder, plan_regularization, replay_selection, write_folder
-from onetwo.data.scan import CharacterImages, scan_character, scan_project
+from onetwo.data.originals import FolderWrite, plan_folder, plan_regularization, replay_selection, write_folder
+from onetwo.data.scan import CharacterImages, scan_project
 from onetwo.errors import OnetwoError
 from onetwo.kohya.base_model import base_model_problems
-from onetwo.kohya.buckets import crop_fraction, fit_size, nearest_bucket
+from onetwo.kohya.buckets import BucketSettings, fit_size
 from onetwo.kohya.gui import gui_config, write_gui_config
 from onetwo.kohya.hashes import rehash_trained
 from onetwo.kohya.plan_table import format_plan
 from onetwo.kohya.provenance import handoff_problems, provenance
-from onetwo.kohya.render import load_templates, parse_assignment, parse_set, render_stage, role_buckets, write_stage
+from onetwo.kohya.render import (
+    RenderedStage,
+    Templates,
+    load_templates,
+    parse_assignment,
+    parse_set,
+    render_stage,
+    role_buckets,
+    write_stage,
+)
 from onetwo.kohya.set_options import handoff_fix, require_valid_sets
 from onetwo.kohya.training_plan import plan_stage
 from onetwo.messages import info, warn
-from onetwo.project.config import Character, Overrides, Project
+from onetwo.project.config import Overrides, Project
 from onetwo.trainer.launch import command, preflight, require, run
 from onetwo.trainer.python import TrainerCheck, choose_python, switch_to_sdpa, trainer_for
 
@@ -36,14 +46,14 @@ CROP_WARNING = 0.02  # a share of the picture kohya may cut before onetwo warns
 
 
 def scan(project: Project, workers: int | None = None, progress: bool = True,
-         tables: bool = False) -> list[CharacterImages]:
-    """Scan the folders and decode-check every image; undecodable ones are skipped with the reason."""
+         tables: BucketSettings | None = None) -> list[CharacterImages]:
+    """Scan the folders and decode-check every image; undecodable ones are skipped with the reason. With `tables`
+    (the originals' bucket settings), a table per character of the buckets kohya puts its images in."""
     found = scan_project(project)
     usable, reports, notes = check_images(project, found, workers or project.composite.workers, progress)
-    buckets = role_buckets(project, "originals") if tables else None
     for item, report in zip(usable, reports, strict=True):
-        if buckets:
-            print(summary_table(report, buckets, CROP_WARNING))
+        if tables:
+            print(summary_table(report, tables, CROP_WARNING))
         else:
             missing = len(item.uncaptioned)
             note = f", {missing} without a caption (captioned {item.character.token!r} alone)" if missing else ""
@@ -61,15 +71,19 @@ def scan(project: Project, workers: int | None = None, progress: bool = True,
     return usable
 
 
-def composite_plan(project: Project, scans: Sequence[CharacterImages], sets: Sequence[str] = ()) -> list[CompositeJob]:
-    buckets = role_buckets(project, "composites", parse_set(sets))
+def composite_plan(project: Project, scans: Sequence[CharacterImages], sets: Sequence[str] = (),
+                   buckets: BucketSettings | None = None) -> list[CompositeJob]:
+    buckets = buckets or role_buckets(project, "composites", parse_set(sets))
     return plan(scans, project.composite, lambda aspect: fit_size(aspect, buckets))
 
 
-def make_composites(project: Project, scans: Sequence[CharacterImages], workers: int | None,
-                    progress: bool, sets: Sequence[str] = ()) -> tuple[list[CompositeJob], BuildReport]:
+def make_composites(project: Project, scans: Sequence[CharacterImages], workers: int | None, progress: bool,
+                    sets: Sequence[str] = (), templates: Templates | None = None
+                    ) -> tuple[list[CompositeJob], BuildReport]:
+    """Plan and build the composites; `templates`: those of the stage that trains on them, when already read."""
     settings = project.composite
-    jobs = composite_plan(project, scans, sets)
+    buckets = role_buckets(project, "composites", parse_set(sets), templates)
+    jobs = composite_plan(project, scans, sets, buckets)
     long_captions = over_budget(jobs)
     if long_captions:
         worst, tokens = max(long_captions, key=lambda item: item[1])
@@ -77,9 +91,8 @@ def make_composites(project: Project, scans: Sequence[CharacterImages], workers:
              f"and be cut by kohya (longest: {worst.stem}, about {tokens}); shorten the tag files or set "
              "composite.trim_captions = true")
     if settings.width and settings.height and jobs:
-        buckets = role_buckets(project, "composites", parse_set(sets)).buckets()
-        bucket = nearest_bucket(settings.width, settings.height, buckets)
-        lost = crop_fraction(settings.width, settings.height, bucket)
+        bucket = buckets.select(settings.width, settings.height)
+        lost = buckets.cut(settings.width, settings.height)
         if lost > CROP_WARNING:
             warn(f"{settings.width}x{settings.height} composites land in kohya's {bucket[0]}x{bucket[1]} bucket, "
                  f"whose centre crop cuts {lost:.0%} of each; leave composite.width and height unset to size them "
@@ -100,31 +113,34 @@ def prepare_originals(project: Project, scans: Sequence[CharacterImages], replay
     """Link or copy the originals (or stage 2's replayed share of them) into the work dir, with onetwo's captions;
     those kohya would read differently are normalised copies."""
     folder = project.replay_dir if replay else project.originals_dir
-    changed = 0
+    written = FolderWrite()
     every = []
     for item in scans:
         entries = plan_folder(item, project.single_caption)
         if replay:
             entries = replay_selection(entries, project.replay, project.composite.seed)
-        changed += write_folder(folder / item.character.slug, entries, project.originals, project.composite.background)
+        written += write_folder(folder / item.character.slug, entries, project.originals, project.composite.background)
         every += entries
     what = "replayed originals" if replay else "originals"
-    info(f"{what}: {len(every)} images with captions: {describe_folder(every, project.originals)} "
-         f"({changed} files updated) → {folder}")
+    info(f"{what}: {len(every)} images with captions: {written.describe()} ({written.changed} files updated) → "
+         f"{folder}")
 
 
-def prepare_regularization(project: Project, stage: str) -> None:
-    regularization = project.regularization
-    folder = regularization.folders.get(stage)
-    if folder is None:
-        return
-    character = Character(regularization.class_tokens, folder, regularization.repeats, False, "regularization")
-    images = scan_character(character).images
-    changed = write_folder(project.regularization_dir(stage), plan_regularization(images, regularization.class_tokens),
-                           project.originals)
-    info(f"regularization: {len(images)} images {'copied' if project.originals == 'copy' else 'linked'} "
-         f"({changed} files updated) → "
-         f"{project.regularization_dir(stage)}")
+def prepare_regularization(project: Project, stage: str, workers: int | None = None,
+                           progress: bool = True) -> CharacterImages | None:
+    """Check the stage's regularization images like the originals and link (or copy) the usable ones into the work
+    dir; return them for the plan."""
+    regularization, notes = check_regularization(project, stage, workers or project.composite.workers, progress)
+    for message in notes:
+        warn(message)
+    if regularization is None:
+        return None
+    folder = project.regularization_dir(stage)
+    written = write_folder(folder, plan_regularization(regularization.images, project.regularization.class_tokens),
+                           project.originals, project.composite.background)
+    info(f"regularization: {len(regularization.images)} images: {written.describe()} ({written.changed} files "
+         f"updated) → {folder}")
+    return regularization
 
 
 def stage1_weights(project: Project, from_file: str | None = None, epoch: int | None = None) -> Path:
@@ -171,8 +187,39 @@ class PreparedStage:
     trainer: TrainerCheck | None = None
 
 
+@dataclass(frozen=True)
+class FittedStage:
+    """A rendered stage fitted to the Python that runs it, and the accelerate options it launches with."""
+
+    rendered: RenderedStage
+    accelerate: dict[str, Any]
+    trainer: TrainerCheck | None  # None: not to be launched here, so not probed
+
+    def python(self, project: Project) -> str:
+        return (self.trainer.python if self.trainer else choose_python(project.python, project.sd_scripts)).path
+
+    def command(self, project: Project, config_file: Path, dataset_file: Path, extra: Sequence[str]) -> list[str]:
+        return command(project.train_script, config_file, dataset_file, self.accelerate, extra, self.python(project))
+
+
 def accelerate_settings(project: Project, items: Sequence[str]) -> dict[str, Any]:
     return {**project.accelerate, **dict(parse_assignment(item, "--accelerate") for item in items)}
+
+
+def fit_stage(project: Project, stage: str, scans: Sequence[CharacterImages], templates: Templates,
+              request: StageRequest, weights: Path | None = None, record: dict[str, str] | None = None) -> FittedStage:
+    """Render a stage; to be launched here, fit it to the trainer's Python: probe it, and where it cannot run
+    xformers switch the config to sdpa and say so. `onetwo train` and `onetwo matrix` both launch through this."""
+    accelerate = accelerate_settings(project, request.accelerate)
+    rendered = render_stage(project, stage, scans, templates, parse_set(request.sets), weights, record)
+    if not request.launch:
+        return FittedStage(rendered, accelerate, None)
+    trainer = trainer_for(project, [rendered.flat_config()], accelerate)
+    for note in trainer.notes:
+        info(note)
+    if trainer.use_sdpa:
+        switch_to_sdpa(rendered.config)
+    return FittedStage(rendered, accelerate, trainer)
 
 
 def prepare_stage(project: Project, request: StageRequest) -> PreparedStage:
@@ -183,62 +230,63 @@ def prepare_stage(project: Project, request: StageRequest) -> PreparedStage:
                           f"{' then '.join(stages_of(project))}; run `onetwo train {stages_of(project)[0]}` or "
                           "change project.mode")
     require_valid_sets(request.sets, project.model)  # before any file is written
-    cli_overrides = parse_set(request.sets)
+    templates = load_templates(project, stage)
     scans = scan(project, request.workers, request.progress)
     weights = None
     jobs: list[CompositeJob] = []
     if stage in ("stage1", "joint"):
         prepare_originals(project, scans)
-    if stage in ("stage2", "joint"):
-        jobs, _ = make_composites(project, scans, request.workers, request.progress, request.sets)
-    prepare_regularization(project, stage)
+    if stage in ("stage2", "joint"):  # the stage that trains on the composites: role_buckets may use its templates
+        jobs, _ = make_composites(project, scans, request.workers, request.progress, request.sets, templates)
+    regularization = prepare_regularization(project, stage, request.workers, request.progress)
     if stage == "stage2":
         if project.replay:
             prepare_originals(project, scans, replay=True)
         weights = stage1_weights(project, request.from_file, request.epoch)
     record = provenance(stage, project.name, trigger_tokens(project, stage), project.sd_scripts, weights,
                         project.manifest_file if stage != "stage1" else None)
-    rendered = render_stage(project, stage, scans, load_templates(project, stage), cli_overrides, weights, record)
-    trainer = trainer_for(project, [rendered.flat_config()], accelerate_settings(project, request.accelerate)) \
-        if request.launch else None
-    for note in trainer.notes if trainer else ():
-        info(note)
-    if trainer and trainer.use_sdpa:
-        switch_to_sdpa(rendered.config)
+    fitted = fit_stage(project, stage, scans, templates, request, weights, record)
+    rendered = fitted.rendered
     config_file, dataset_file, prompts_file = write_stage(project, rendered)
     info(f"{stage}: wrote {config_file}, {dataset_file}, {prompts_file}")
-    gui = gui_config(rendered, dataset_file, project.model, accelerate_settings(project, request.accelerate), weights)
+    gui = gui_config(rendered, dataset_file, project.model, fitted.accelerate, weights)
     gui_note = f"; the GUI has no way to set {', '.join(gui.not_expressible)}" if gui.not_expressible else ""
     info(f"{stage}: kohya_ss GUI config → {write_gui_config(project.stage_dir(stage), gui)}{gui_note}")
-    info(format_plan(plan_stage(project, rendered, scans, jobs, accelerate_settings(project, request.accelerate))))
-    python = trainer.python if trainer else choose_python(project.python, project.sd_scripts)
-    argv = command(project.train_script, config_file, dataset_file, accelerate_settings(project, request.accelerate),
-                   request.extra, python.path)
-    return PreparedStage(argv, weights, rendered.flat_config(), trainer)
+    info(format_plan(plan_stage(project, rendered, scans, jobs, fitted.accelerate, regularization)))
+    argv = fitted.command(project, config_file, dataset_file, request.extra)
+    return PreparedStage(argv, weights, rendered.flat_config(), fitted.trainer)
 
 
 def check_project(project: Project, workers: int | None = None, progress: bool = True) -> None:
     """Everything `onetwo check` looks at; raises one OnetwoError listing every problem."""
-    scans = scan(project, workers, progress, tables=True)
-    jobs = composite_plan(project, scans)
+    stages = stages_of(project)
+    templates = {stage: load_templates(project, stage) for stage in stages}
+    accelerate = accelerate_settings(project, ())
+    # The first stage trains on the originals, the last on the composites (joint: one stage, both).
+    scans = scan(project, workers, progress, tables=role_buckets(project, "originals", None, templates[stages[0]]))
+    jobs = composite_plan(project, scans, (), role_buckets(project, "composites", None, templates[stages[-1]]))
     long_captions = over_budget(jobs)
     problems = []
     flats = []
-    for stage in stages_of(project):
+    for stage in stages:
         weights = project.lora_file("stage1") if stage == "stage2" else None
         try:
-            rendered = render_stage(project, stage, scans, load_templates(project, stage), Overrides(), weights)
+            rendered = render_stage(project, stage, scans, templates[stage], Overrides(), weights)
             flats.append(rendered.flat_config())
             if stage != "stage2":  # the stage that trains on the originals' own captions
                 for message in caption_warnings(scans, project.single_caption, rendered.flat_config()):
                     warn(message)
-            print(format_plan(plan_stage(project, rendered, scans, jobs if stage != "stage1" else [],
-                                         accelerate_settings(project, ()))))
+            regularization, notes = check_regularization(project, stage, workers or project.composite.workers,
+                                                         progress)
+            for message in notes:
+                warn(message)
+            print(format_plan(plan_stage(project, rendered, scans, jobs if stage != "stage1" else [], accelerate,
+                                         regularization)))
         except OnetwoError as exc:
             problems.append(str(exc))
     problems += preflight(project.base_model, project.train_script, None)
     model_problems, model_notes = base_model_problems(project.base_model, project.model, flats[0] if flats else None)
-    trainer = trainer_for(project, flats, accelerate_settings(project, ())) if flats else None
+    trainer = trainer_for(project, flats, accelerate) if flats else None
     for note in [*model_notes, *(trainer.notes if trainer else ())]:
         info(note)
     problems += model_problems + (trainer.problems if trainer else [])

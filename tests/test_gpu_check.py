@@ -84,6 +84,7 @@ def test_the_checked_project_trains_with_the_reference_settings(tmp_path: Path) 
     assert rendered["stage2"]["config"]["training_arguments"]["seed"] == 2
 
 
+@pytest.mark.sdscripts
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not importable: run `make setup`")
 def test_probe_records_every_optimizer_step_of_a_training_script_only(tmp_path: Path) -> None:
     program = ("import torch\n"

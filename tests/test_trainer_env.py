@@ -16,9 +16,9 @@ import tomli_w
 
 from onetwo.kohya.render import read_toml
 from onetwo.trainer.needs import LaunchPython as Launch
-from onetwo.trainer.needs import Probe, needs, optimizer_module, problems_for
+from onetwo.trainer.needs import Probe, needs, optimizer_module, problems_for, sdpa_switch
 from onetwo.trainer.python import cache_file_for, cached_probe, choose_python, run_probe
-from tests.conftest import make_character, project_data
+from tests.conftest import line_naming, make_character, missing_facts, project_data
 from tests.model_files import SD1_KEYS, write_safetensors
 from tests.venvs import bare_venv, venv_without
 
@@ -117,15 +117,15 @@ def test_the_probe_runs_in_a_subprocess_of_that_python(tmp_path: Path) -> None:
 def test_mixed_precision_without_cuda_names_the_cpu_settings() -> None:
     probe = Probe({"torch": "2.5.0", "cuda": False, "modules": {}})
     launch = Launch("/k/venv/bin/python", "project.python")
-    problems, _ = problems_for(probe, launch, {"mixed_precision": "bf16", "optimizer_type": "AdamW8bit"}, {},
-                               Path("/nowhere"), True)
-    assert problems == ['mixed_precision = "bf16" needs a CUDA GPU, but torch 2.5.0 in /k/venv/bin/python sees no '
-                        'CUDA GPU; to train on the CPU set mixed_precision = "no" in [training] and cpu = true in '
-                        '[accelerate], and optimizer_type = "AdamW" in [training] (optimizer_type = "AdamW8bit" needs '
-                        'bitsandbytes on a CUDA GPU)']
+    problems = problems_for(probe, launch, {"mixed_precision": "bf16", "optimizer_type": "AdamW8bit"}, {},
+                            Path("/nowhere"), True)
+    (problem,) = problems
+    assert not missing_facts(problem, 'mixed_precision = "bf16"', "CUDA GPU", "torch 2.5.0", "/k/venv/bin/python",
+                             'mixed_precision = "no" in [training]', "cpu = true in [accelerate]",
+                             'optimizer_type = "AdamW" in [training]', '"AdamW8bit"', "bitsandbytes"), problem
     on_gpu = Probe({"torch": "2.5.0", "cuda": True, "modules": {}})
-    assert problems_for(on_gpu, launch, {"mixed_precision": "fp16"}, {}, Path("/nowhere"), True) == ([], [])
-    forced = problems_for(on_gpu, launch, {"mixed_precision": "fp16"}, {"cpu": True}, Path("/nowhere"), True)[0]
+    assert problems_for(on_gpu, launch, {"mixed_precision": "fp16"}, {}, Path("/nowhere"), True) == []
+    forced = problems_for(on_gpu, launch, {"mixed_precision": "fp16"}, {"cpu": True}, Path("/nowhere"), True)
     assert forced and "but [accelerate] cpu = true" in forced[0]
 
 
@@ -144,10 +144,11 @@ def test_a_python_without_torch_is_named_with_the_fix(make_project: MakeProject,
     code, _, err = cli("check")
     assert code == 2
     assert f"trainer Python: {python} (project.python)" in err
-    assert f"  - {python}: torch cannot be imported (ModuleNotFoundError: No module named 'torch'); install it into " \
-           f"that Python: `{python} -m pip install torch torchvision`" in err
+    torch = line_naming(err, "No module named 'torch'")
+    assert not missing_facts(torch, f"  - {python}: ", f"`{python} -m pip install torch torchvision`"), torch
 
 
+@pytest.mark.sdscripts
 @needs_trainer
 def test_missing_accelerate_stops_train_before_launch(make_project: MakeProject, cli, without_accelerate: Path,
                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,24 +158,25 @@ def test_missing_accelerate_stops_train_before_launch(make_project: MakeProject,
     assert code == 2
     assert f"trainer Python: {without_accelerate} ($ONETWO_PYTHON); Python " in err
     problems = [line for line in err.splitlines() if line.startswith("  - ")]
-    assert problems == [f"  - {without_accelerate}: `accelerate launch` needs accelerate, which this Python cannot "
-                        "import (nothing was launched: this is the Python that runs it); install it: "
-                        f"`{without_accelerate} -m pip install accelerate`, or point onetwo at the Python that has "
-                        "the trainer with project.python or ONETWO_PYTHON"]
+    (problem,) = problems
+    assert not missing_facts(problem, f"  - {without_accelerate}: ", "`accelerate launch`",
+                             f"`{without_accelerate} -m pip install accelerate`", "project.python", "ONETWO_PYTHON")
     assert "exited with code" not in err and not (tmp_path / "work" / "stage1" / "train.log").exists()
 
 
+@pytest.mark.sdscripts
 @needs_trainer
 def test_fp16_on_a_cpu_is_an_error(make_project: MakeProject, cli, tmp_path: Path) -> None:
     write_safetensors(tmp_path / "model.safetensors", SD1_KEYS)
     make_project(accelerate={"cpu": True})  # the shipped templates: fp16, AdamW8bit, xformers
     code, _, err = cli("check")
     assert code == 2
-    assert 'mixed_precision = "fp16" needs a CUDA GPU, but [accelerate] cpu = true; to train on the CPU set ' \
-           'mixed_precision = "no" in [training] and cpu = true in [accelerate], and optimizer_type = "AdamW" in ' \
-           '[training]' in err
+    problem = line_naming(err, 'mixed_precision = "fp16"')
+    assert not missing_facts(problem, "CUDA GPU", "[accelerate] cpu = true", 'mixed_precision = "no" in [training]',
+                             'optimizer_type = "AdamW" in [training]'), problem
 
 
+@pytest.mark.sdscripts
 @needs_trainer
 def test_no_xformers_trains_with_sdpa_and_says_so(make_project: MakeProject, cli, without_xformers: Path,
                                                   tmp_path: Path) -> None:
@@ -183,14 +185,15 @@ def test_no_xformers_trains_with_sdpa_and_says_so(make_project: MakeProject, cli
                                                                      "sdpa": False}, accelerate={"cpu": True})
     code, out, err = cli("train", "stage1", "--dry-run")
     assert code == 0, err
-    assert f"xformers = true, but {without_xformers} cannot import xformers (ModuleNotFoundError: No module named " \
-           "'xformers'): training with sdpa = true instead" in err
+    switch = line_naming(err, "No module named 'xformers'")
+    assert not missing_facts(switch, "xformers = true", str(without_xformers), "sdpa = true"), switch
     config = read_toml(tmp_path / "work" / "stage1" / "config.toml")
     flat = {key: value for section in config.values() for key, value in section.items()}
     assert (flat["xformers"], flat["sdpa"]) == (False, True)
     assert out.startswith(f"{without_xformers} -m accelerate.commands.launch ")
 
 
+@pytest.mark.sdscripts
 @needs_trainer
 def test_attention_fallback_false_makes_missing_xformers_an_error(make_project: MakeProject, cli,
                                                                   without_xformers: Path, tmp_path: Path) -> None:
@@ -220,8 +223,8 @@ def test_a_kohya_ss_venv_is_picked_when_onetwo_lacks_the_trainer(kohya_ss: Path,
                           capture_output=True, text=True, timeout=300)
     kohya_python = kohya_ss / "venv" / "bin" / "python"
     assert done.returncode == 2, done.stderr
-    assert f"trainer Python: {kohya_python} (the venv that belongs to the sd-scripts checkout; onetwo's own Python " \
-           "lacks accelerate or torch)" in done.stderr
+    picked = line_naming(done.stderr, f"trainer Python: {kohya_python} ")
+    assert not missing_facts(picked, "sd-scripts checkout", "accelerate", "torch"), picked
     assert f"`{kohya_python} -m pip install torch torchvision`" in done.stderr
 
 
@@ -234,8 +237,8 @@ def test_the_network_module_of_the_checkout_is_imported_from_it(kohya_ss: Path) 
     # The same answer from a Python that has torch and accelerate (this one has neither): the problem's wording.
     with_torch = Probe({"torch": "2.5.0", "cuda": True, "modules": {
         "accelerate": None, "networks.no_such_network": probe.module_error("networks.no_such_network")}})
-    problems, _ = problems_for(with_torch, Launch(python, "project.python"),
-                               {"network_module": "networks.no_such_network"}, {}, kohya_ss / "sd-scripts", True)
+    problems = problems_for(with_torch, Launch(python, "project.python"),
+                            {"network_module": "networks.no_such_network"}, {}, kohya_ss / "sd-scripts", True)
     assert any(f'network_module = "networks.no_such_network": {kohya_ss / "sd-scripts"} has no '
                "networks.no_such_network" in problem for problem in problems)
 
@@ -280,15 +283,20 @@ def test_xformers_without_cuda_switches_too_and_the_setting_refuses() -> None:
     launch = Launch("/k/venv/bin/python", "project.python")
     flat = {"xformers": True, "mixed_precision": "no"}
     importable_no_gpu = Probe({"torch": "2.5.0", "cuda": False, "modules": {"xformers.ops": None}})
-    problems, notes = problems_for(importable_no_gpu, launch, flat, {}, Path("/nowhere"), True)
-    assert problems == [] and notes == ["xformers = true, but xformers needs a CUDA GPU: training with sdpa = true "
-                                        "instead (PyTorch's own scaled-dot-product attention, no extra package); set "
-                                        "project.attention_fallback = false to make this an error"]
-    refused, _ = problems_for(importable_no_gpu, launch, flat, {}, Path("/nowhere"), False)
+    assert problems_for(importable_no_gpu, launch, flat, {}, Path("/nowhere"), True) == []
+    note = sdpa_switch(importable_no_gpu, flat, launch.path, True)
+    assert note and note.startswith("xformers = true, but xformers needs a CUDA GPU: training with sdpa = true instead")
+    assert "project.attention_fallback = false" in note
+    refused = problems_for(importable_no_gpu, launch, flat, {}, Path("/nowhere"), False)
     assert refused[0].startswith("xformers = true, but xformers needs a CUDA GPU; set xformers = false and sdpa = "
                                  "true in [training]")
+    assert sdpa_switch(importable_no_gpu, flat, launch.path, False) is None
     on_gpu = Probe({"torch": "2.5.0", "cuda": True, "modules": {"xformers.ops": None}})
-    assert problems_for(on_gpu, launch, flat, {}, Path("/nowhere"), True) == ([], [])
+    assert problems_for(on_gpu, launch, flat, {}, Path("/nowhere"), True) == []
+    assert sdpa_switch(on_gpu, flat, launch.path, True) is None
+    # Without torch the probe cannot tell: the config keeps xformers, and nothing is said about sdpa.
+    no_torch = Probe({"torch": None, "modules": {"xformers.ops": {"error": "ModuleNotFoundError", "missing": "torch"}}})
+    assert sdpa_switch(no_torch, flat, launch.path, True) is None
 
 
 def test_a_python_that_is_not_there_is_named_with_its_setting(make_project: MakeProject, cli,
@@ -296,5 +304,5 @@ def test_a_python_that_is_not_there_is_named_with_its_setting(make_project: Make
     cpu_project(make_project, tmp_path, python="venv/bin/python")  # relative to the project file
     code, _, err = cli("check")
     assert code == 2
-    assert f"  - {tmp_path / 'venv' / 'bin' / 'python'} (the trainer's Python, from project.python): it cannot be " \
-           "run (No such file or directory); fix the path or set project.python / ONETWO_PYTHON" in err
+    problem = line_naming(err, f"  - {tmp_path / 'venv' / 'bin' / 'python'} ")
+    assert not missing_facts(problem, "project.python", "No such file or directory", "ONETWO_PYTHON"), problem

@@ -1,5 +1,6 @@
 """What a rendered training config needs of the trainer's Python (accelerate, the network module, the optimizer's
-library, xformers, a GPU for mixed precision), and each thing the probe did not find as one problem with its fix."""
+library, xformers, a GPU for mixed precision); every thing the probe did not find, each as one problem with its fix;
+and whether sdpa stands in for an xformers this Python cannot run."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 PIP_NAMES = {"lycoris": "lycoris-lora", "lion_pytorch": "lion-pytorch", "PIL": "pillow", "cv2": "opencv-python",
              "yaml": "pyyaml", "sklearn": "scikit-learn"}
 MIXED_PRECISION_GPU = ("fp16", "bf16")
+TORCH_PACKAGES = ("torch", "torchvision")
+XFORMERS = "xformers.ops"
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def needs(flat: Mapping[str, Any], sd_scripts_present: bool = True) -> list[Need
     if flat.get("optimizer_schedulefree_wrapper"):
         found.append(Need("schedulefree", "schedulefree", "optimizer_schedulefree_wrapper = true"))
     if flat.get("xformers"):
-        found.append(Need("xformers.ops", "xformers", "xformers = true"))
+        found.append(Need(XFORMERS, "xformers", "xformers = true"))
     return found
 
 
@@ -118,6 +121,11 @@ def mixed_precision(flat: Mapping[str, Any], accelerate: Mapping[str, Any]) -> s
     return str(flat.get("mixed_precision") or accelerate.get("mixed_precision") or "no")
 
 
+def has_torch(probe: Probe) -> bool:
+    """Without torch the probe cannot tell what the GPU runs, nor whether a package that imports torch works."""
+    return probe.data.get("torch") is not None
+
+
 def _gpu_problem(probe: Probe, flat: Mapping[str, Any], accelerate: Mapping[str, Any], python: str) -> str | None:
     precision = mixed_precision(flat, accelerate)
     forced_cpu = accelerate.get("cpu") is True
@@ -134,8 +142,9 @@ def _gpu_problem(probe: Probe, flat: Mapping[str, Any], accelerate: Mapping[str,
 
 
 def xformers_unusable(probe: Probe, flat: Mapping[str, Any], python: str) -> str | None:
-    """Why `xformers = true` cannot work in this Python (not importable, or no CUDA for its kernels); None if it can."""
-    if not flat.get("xformers") or probe.failure:
+    """Why `xformers = true` cannot work in this Python (not importable, or no CUDA for its kernels); None if it can,
+    and None where the probe cannot tell (no torch: xformers imports it, and only torch knows the GPU)."""
+    if not flat.get("xformers") or probe.failure or not has_torch(probe):
         return None
     error = probe.module_error("xformers.ops")
     if error is None and probe.cuda:
@@ -143,34 +152,53 @@ def xformers_unusable(probe: Probe, flat: Mapping[str, Any], python: str) -> str
     return f"{python} cannot import xformers ({error.get('error')})" if error else "xformers needs a CUDA GPU"
 
 
-def _attention(probe: Probe, flat: Mapping[str, Any], python: str, fallback: bool) -> tuple[str | None, str | None]:
-    """(problem, note) for xformers = true where it cannot work: switch to sdpa, or refuse when the project says so."""
-    why = xformers_unusable(probe, flat, python)
+def sdpa_switch(probe: Probe, flat: Mapping[str, Any], python: str, fallback: bool) -> str | None:
+    """The note that `xformers = true` trains with sdpa in this Python; None where the config keeps xformers."""
+    why = xformers_unusable(probe, flat, python) if fallback else None
     if why is None:
-        return None, None
-    if not fallback:
-        install = f"install it (`{_pip(python, 'xformers')}`), or " if probe.module_error("xformers.ops") else ""
-        return (f"xformers = true, but {why}; {install}set xformers = false and sdpa = true in [training] "
-                "(project.attention_fallback = false makes this an error)"), None
-    return None, (f"xformers = true, but {why}: training with sdpa = true instead (PyTorch's own scaled-dot-product "
-                  "attention, no extra package); set project.attention_fallback = false to make this an error")
+        return None
+    return (f"xformers = true, but {why}: training with sdpa = true instead (PyTorch's own scaled-dot-product "
+            "attention, no extra package); set project.attention_fallback = false to make this an error")
+
+
+def _xformers_refused(probe: Probe, flat: Mapping[str, Any], python: str) -> str:
+    """The problem of `xformers = true` where it cannot work and project.attention_fallback = false."""
+    why = xformers_unusable(probe, flat, python)
+    install = f"install it (`{_pip(python, 'xformers')}`), or " if probe.module_error("xformers.ops") else ""
+    return (f"xformers = true, but {why}; {install}set xformers = false and sdpa = true in [training] "
+            "(project.attention_fallback = false makes this an error)")
+
+
+def _waits_for_torch(error: Mapping[str, Any]) -> bool:
+    """A module that failed only because torch is missing or broken: installed, and to be asked again after torch."""
+    missing = error.get("missing")
+    return missing is None or missing.split(".")[0] in TORCH_PACKAGES
 
 
 def problems_for(probe: Probe, launch: LaunchPython, flat: Mapping[str, Any], accelerate: Mapping[str, Any],
-                 sd_scripts: Path, fallback: bool) -> tuple[list[str], list[str]]:
-    """(problems, notes) of one rendered config against what the trainer's Python reported."""
+                 sd_scripts: Path, fallback: bool) -> list[str]:
+    """Every problem of one rendered config against what the trainer's Python reported, at once: without torch too,
+    each package that is not there is named with its install command beside torch's."""
     python = launch.path
     if probe.failure:
         return [f"{python} (the trainer's Python, from {launch.why.split(',')[0]}): {probe.failure}; fix the path or "
-                "set project.python / ONETWO_PYTHON to a Python with the trainer's packages"], []
-    if probe.data.get("torch") is None:
+                "set project.python / ONETWO_PYTHON to a Python with the trainer's packages"]
+    torch = has_torch(probe)
+    problems = []
+    if not torch:
         error = (probe.data.get("torch_error") or {}).get("error", "not importable")
-        return [f"{python}: torch cannot be imported ({error}); install it into that Python: "
-                f"`{_pip(python, 'torch', 'torchvision')}` (the CUDA build for your GPU: see pytorch.org), or point "
-                "onetwo at the Python that has the trainer with project.python or ONETWO_PYTHON"], []
-    problems = [_module_problem(need, error, python, sd_scripts) for need in needs(flat, sd_scripts.is_dir())
-                if need.module != "xformers.ops" and (error := probe.module_error(need.module))]
-    if gpu := _gpu_problem(probe, flat, accelerate, python):
+        problems.append(f"{python}: torch cannot be imported ({error}); install it into that Python: "
+                        f"`{_pip(python, 'torch', 'torchvision')}` (the CUDA build for your GPU: see pytorch.org), or "
+                        "point onetwo at the Python that has the trainer with project.python or ONETWO_PYTHON")
+    for need in needs(flat, sd_scripts.is_dir()):
+        error = probe.module_error(need.module)
+        if error is None or (not torch and _waits_for_torch(error)):
+            continue
+        if need.module == XFORMERS and (torch or fallback):
+            continue  # with torch the attention check below decides; without, whether sdpa stands in waits for it
+        problems.append(_module_problem(need, error, python, sd_scripts))
+    if torch and (gpu := _gpu_problem(probe, flat, accelerate, python)):
         problems.append(gpu)
-    problem, note = _attention(probe, flat, python, fallback)
-    return problems + ([problem] if problem else []), [note] if note else []
+    if not fallback and xformers_unusable(probe, flat, python):
+        problems.append(_xformers_refused(probe, flat, python))
+    return problems

@@ -21,7 +21,7 @@ from onetwo.fsutil import write_text_atomic
 from onetwo.kohya.render import set_train_key
 from onetwo.project.config import Project
 from onetwo.project.file import python_setting
-from onetwo.trainer.needs import LaunchPython, Probe, needs, problems_for, xformers_unusable
+from onetwo.trainer.needs import LaunchPython, Probe, needs, problems_for, sdpa_switch
 from onetwo.trainer.probe import RESULT_MARKER
 
 PROBE_SCRIPT = Path(__file__).with_name("probe.py")
@@ -39,7 +39,7 @@ class TrainerCheck:
     probe: Probe
     problems: list[str]
     notes: list[str]
-    use_sdpa: bool  # xformers asked for and unusable here: the rendered config switches to sdpa
+    use_sdpa: bool  # xformers asked for and unusable here: the rendered config switches to sdpa, a note says so
 
 
 def venv_candidates(sd_scripts: Path) -> list[Path]:
@@ -79,7 +79,7 @@ def choose_python(setting: str | None, sd_scripts: Path, environ: Mapping[str, s
 
 
 def run_probe(python: str, sd_scripts: Path, modules: Sequence[str], timeout: float = PROBE_TIMEOUT) -> Probe:
-    """Run trainer_probe.py's text in `python` (`-c`: nothing of onetwo's on its path), from the checkout's folder."""
+    """Run probe.py's text in `python` (`-c`: nothing of onetwo's on its path), from the checkout's folder."""
     request = json.dumps({"sd_scripts": str(sd_scripts), "modules": list(modules)})
     cwd = sd_scripts if sd_scripts.is_dir() else Path(tempfile.gettempdir())
     try:
@@ -186,11 +186,11 @@ def inspect_trainer(python_setting_value: str | None, sd_scripts: Path, flats: S
     problems: list[str] = []
     notes: list[str] = [describe(launch, probe)]
     for flat in flats:
-        found, said = problems_for(probe, launch, flat, accelerate, sd_scripts, fallback)
-        problems += [item for item in found if item not in problems]
-        notes += [item for item in said if item not in notes]
-    use_sdpa = fallback and any(xformers_unusable(probe, flat, launch.path) for flat in flats)
-    return TrainerCheck(launch, probe, problems, notes, use_sdpa)
+        problems += [item for item in problems_for(probe, launch, flat, accelerate, sd_scripts, fallback)
+                     if item not in problems]
+    switches = [note for flat in flats if (note := sdpa_switch(probe, flat, launch.path, fallback))]
+    notes += dict.fromkeys(switches)
+    return TrainerCheck(launch, probe, problems, notes, use_sdpa=bool(switches))
 
 
 def trainer_for(project: Project, flats: Sequence[Mapping[str, Any]], accelerate: Mapping[str, Any]) -> TrainerCheck:
