@@ -8,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 DEMO := examples/trio/onetwo.toml
 
-.PHONY: install setup test lint bench demo check composites preview stage1 stage2 joint gpu-check
+.PHONY: install setup test test-fast lint bench demo check composites preview stage1 stage2 joint gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,11 @@ $(VENV)/.trainer: $(VENV)/.installed scripts/setup_trainer.py
 
 setup: $(VENV)/.trainer  ## + the sd-scripts submodule, torch and the training requirements
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed  ## the whole suite: what needs a missing piece skips, saying which (-rs)
 	$(PY) -m pytest -rs
+
+test-fast: $(VENV)/.installed  ## what needs neither torch nor sd-scripts: all but the tests marked sdscripts
+	$(PY) -m pytest -rs -m "not sdscripts"
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check onetwo tests scripts benchmarks examples

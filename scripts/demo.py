@@ -20,7 +20,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(1, str(REPO / "tests"))  # the tiny models are test fixtures, not part of the package
 
 from onetwo.errors import OnetwoError  # noqa: E402
 from onetwo.project.file import load_project  # noqa: E402 - after the sys.path entry, so a plain checkout works
@@ -73,7 +72,7 @@ def main(argv: list[str]) -> int:
         print(f"demo: {why}. Install the training side with:\n\n    {FIX}\n", file=sys.stderr)
         return 2
 
-    from tiny_model import build_tiny_sd
+    from tests.tiny_model import build_tiny_sd
 
     start = time.monotonic()
     print("==> building the tiny random SD1 model (once)", flush=True)
@@ -101,7 +100,7 @@ def main(argv: list[str]) -> int:
     for label, path in rows:
         print(f"  {label:<22} {os.path.relpath(path)}{'' if path.exists() else '  (missing!)'}")
     print(f"\nNext: `onetwo inspect {os.path.relpath(project.lora_file('stage2'))}` shows where the stage-2 LoRA "
-          "came from; train on your own characters with a real SD1.x model (README, 'Quick start').")
+          "came from; train on your own characters with a real SD1.x model (README, 'Your own characters').")
     return 0
 
 

@@ -33,7 +33,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(1, str(REPO / "tests"))  # the tiny models are test fixtures, not part of the package
 
 EXAMPLE = REPO / "examples" / "trio"
 PROBE = Path(__file__).resolve().parent / "gpu_probe"
@@ -172,9 +171,9 @@ def main(argv: list[str]) -> int:
         return 2
 
     import torch
-    from tiny_model import build_tiny_sd
 
     from onetwo.project.file import load_project
+    from tests.tiny_model import build_tiny_sd
 
     tiny = build_tiny_sd(Path(os.environ.get("ONETWO_TEST_MODEL_DIR") or REPO / ".cache" / "tiny-sd"))
     work = args.work.resolve()

@@ -52,7 +52,12 @@ def skip_reason(sd_scripts: Path) -> str | None:
 # Decided once, at collection: tests/conftest.py's autouse fixture clears ONETWO_SD_SCRIPTS inside each test.
 SD_SCRIPTS = sd_scripts_dir()
 SKIP_REASON = skip_reason(SD_SCRIPTS)
-needs_sdscripts = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+# A test that carries this skip must also carry @pytest.mark.sdscripts (tests/conftest.py refuses to run otherwise):
+# the marker is what `make test-fast` leaves out.
+needs_sdscripts = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "needs sd-scripts: `make setup`")
+# torch and what is built on it, and sd-scripts' own packages: a test module holding one needs the marker too.
+TRAINER_MODULES = frozenset({"torch", "torchvision", "diffusers", "transformers", "accelerate", "lycoris", "xformers",
+                             "bitsandbytes", "library", "networks"})
 
 
 def child_env(**extra: str) -> dict[str, str]:

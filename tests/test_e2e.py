@@ -2,7 +2,7 @@
 `onetwo train stage1`, `onetwo train stage2` run as a user runs them (subprocesses of the real CLI, every CPU
 setting in the project file); then the test reads what sd-scripts wrote.
 
-About 12 minutes and 10 GB of memory on 2 busy cores (README, Testing), plus the first build of the model into
+About 12 minutes and 10 GB of memory on 2 busy cores (benchmarks/README.md), plus the first build of the model into
 $ONETWO_TEST_MODEL_DIR (default .cache/tiny-sd, git-ignored, reused by later runs).
 """
 
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tiny_model import TinySD, build_tiny_sd
 
 from onetwo.project.config import Project
 from onetwo.project.file import load_project
@@ -39,6 +38,7 @@ from tests.sdscripts import (
     run_onetwo,
     tail,
 )
+from tests.tiny_model import TinySD, build_tiny_sd
 
 pytestmark = [pytest.mark.slow, pytest.mark.sdscripts, needs_sdscripts]
 

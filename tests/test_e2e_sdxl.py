@@ -3,7 +3,7 @@ characters, and `onetwo composite`, `onetwo train stage1`, `onetwo train stage2`
 as a user runs them (sdxl_train_network.py, the SDXL templates, every CPU setting in the project file); then the test
 reads what sd-scripts wrote.
 
-Time and memory are in the README (Testing). The model is built once into $ONETWO_TEST_SDXL_DIR (default
+Time and memory are in benchmarks/README.md (SDXL). The model is built once into $ONETWO_TEST_SDXL_DIR (default
 .cache/tiny-sdxl, git-ignored, 5.1 GiB) and reused by later runs.
 
     python tests/test_e2e_sdxl.py modules SD_SCRIPTS MODEL_DIR RESULT.json   # the expected LoHa modules
@@ -65,7 +65,7 @@ class Trained:
 
 @pytest.fixture(scope="session")
 def tiny_sdxl() -> Any:
-    from tiny_sdxl import build_tiny_sdxl
+    from tests.tiny_sdxl import build_tiny_sdxl
 
     return build_tiny_sdxl(Path(os.environ.get("ONETWO_TEST_SDXL_DIR") or REPO / ".cache" / "tiny-sdxl"))
 

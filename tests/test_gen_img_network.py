@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.sdscripts
 torch = pytest.importorskip("torch", reason="torch is not installed (make setup)")
 pytest.importorskip("lycoris", reason="lycoris-lora is not installed (make setup)")
 

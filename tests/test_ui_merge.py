@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.sdscripts
 torch = pytest.importorskip("torch", reason="torch is not installed (make setup)")
 pytest.importorskip("lycoris", reason="lycoris-lora is not installed (make setup)")
 

@@ -156,7 +156,7 @@ def main() -> None:
     import sys
 
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python tests/tiny_model.py DEST")
+        raise SystemExit("usage: python -m tests.tiny_model DEST")
     tiny = build_tiny_sd(Path(sys.argv[1]))
     print(f"model: {tiny.model_dir}\ntokenizer_cache_dir: {tiny.tokenizer_cache_dir}")
 

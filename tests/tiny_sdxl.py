@@ -29,7 +29,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tiny_model import MAX_LENGTH, make_byte_tokenizer  # the SD1 tiny model's byte-level tokenizer
+from tests.tiny_model import MAX_LENGTH, make_byte_tokenizer  # the SD1 tiny model's byte-level tokenizer
 
 FORMAT_VERSION = 1
 MARKER = "tiny_sdxl.json"
@@ -141,7 +141,7 @@ def main() -> None:
     import sys
 
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python tests/tiny_sdxl.py DEST")
+        raise SystemExit("usage: python -m tests.tiny_sdxl DEST")
     tiny = build_tiny_sdxl(Path(sys.argv[1]))
     print(f"model: {tiny.model_dir}\ntokenizer_cache_dir: {tiny.tokenizer_cache_dir}")
 
