@@ -49,7 +49,8 @@ def init_submodule() -> bool:
     # check out everything else, which is all train_network.py needs.
     commit = git_output(["ls-tree", "HEAD", "third_party/sd-scripts"], ROOT).split()[2]
     if not (SUBMODULE / ".git").exists():
-        print("sd-scripts: the submodule could not be cloned; see README, 'Getting sd-scripts'", file=sys.stderr)
+        print("sd-scripts: the submodule could not be cloned; see docs/trainer-python.md, 'Getting sd-scripts'",
+              file=sys.stderr)
         return False
     missing = missing_blobs(SUBMODULE, commit)
     print(f"sd-scripts: checking out without {len(missing)} file(s) the source lacks: {', '.join(missing)}")
