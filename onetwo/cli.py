@@ -32,6 +32,7 @@ from onetwo.stages import (
     train_stage,
 )
 
+WORKERS_HELP = "image worker processes (default: the cores this process may use)"
 PROJECT_HELP = ("the project file, or a folder holding onetwo.toml (default: $ONETWO_PROJECT, else the nearest "
                 "onetwo.toml here or in a folder above)")
 
@@ -118,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
     def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
-        sub.add_argument("--workers", type=int, default=None, help="image worker processes (default: all cores)")
+        sub.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
         sub.add_argument("--no-progress", action="store_true", help="no progress bars")
         return sub
 
@@ -168,7 +169,7 @@ def every_command_options(commands: argparse._SubParsersAction) -> None:
         if "--project" not in known:
             sub.add_argument("--project", "-p", default=argparse.SUPPRESS, help=PROJECT_HELP)
         if "--workers" not in known:
-            sub.add_argument("--workers", type=int, default=None, help="image worker processes (default: all cores)")
+            sub.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
         if "--no-progress" not in known:
             sub.add_argument("--no-progress", action="store_true", help="no progress bars")
 

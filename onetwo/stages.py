@@ -33,6 +33,7 @@ from onetwo.kohya.render import (
     parse_set,
     render_stage,
     role_buckets,
+    switch_to_sdpa,
     write_stage,
 )
 from onetwo.kohya.set_options import handoff_fix, require_valid_sets
@@ -40,7 +41,7 @@ from onetwo.kohya.training_plan import plan_stage
 from onetwo.messages import info, warn
 from onetwo.project.config import Overrides, Project
 from onetwo.trainer.launch import command, preflight, require, run
-from onetwo.trainer.python import TrainerCheck, choose_python, switch_to_sdpa, trainer_for
+from onetwo.trainer.python import TrainerCheck, choose_python, trainer_for
 
 CROP_WARNING = 0.02  # a share of the picture kohya may cut before onetwo warns
 

@@ -292,6 +292,16 @@ def embedder_models(colours: Sequence[tuple[int, int, int]] | None = None):
     return features, metrics
 
 
+def stand_in_backends(folder: Path):
+    """The real onnxruntime wrappers (onetwo.eval.onnx_models) on the stand-in models written into `folder`."""
+    from onetwo.eval.backends import Backends
+    from onetwo.eval.onnx_models import CcipEmbedder, YoloPersonDetector
+
+    files = write_models(folder)
+    return Backends(YoloPersonDetector(files["model"], "stand-in detector"),
+                    CcipEmbedder(files["features"], files["metrics"], files["threshold"], "stand-in embedder"))
+
+
 def write_models(folder: Path) -> dict[str, Path]:
     """The stand-ins as files, named like the real ones: model.onnx, model_feat.onnx, model_metrics.onnx,
     metrics.json."""

@@ -13,7 +13,6 @@ pytest.importorskip("onnx", reason="building the stand-in models needs onnx (in 
 
 from onetwo.eval.backends import Backends
 from onetwo.eval.cache import FeatureCache
-from onetwo.eval.onnx_models import CcipEmbedder, YoloPersonDetector
 from onetwo.eval.samples import Sample
 from onetwo.eval.score import Settings, reference_features, score_samples
 from tests import evalkit
@@ -23,9 +22,7 @@ SETTINGS = Settings(threshold=evalkit.THRESHOLD, blend_margin=evalkit.THRESHOLD 
 
 @pytest.fixture(scope="module")
 def backends(tmp_path_factory: pytest.TempPathFactory) -> Backends:
-    files = evalkit.write_models(tmp_path_factory.mktemp("models"))
-    return Backends(YoloPersonDetector(files["model"], "stand-in detector"),
-                    CcipEmbedder(files["features"], files["metrics"], files["threshold"], "stand-in embedder"))
+    return evalkit.stand_in_backends(tmp_path_factory.mktemp("models"))
 
 
 def test_a_reference_scored_as_a_sample_gets_its_figures_and_seam(backends: Backends, tmp_path: Path) -> None:

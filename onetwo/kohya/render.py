@@ -98,6 +98,12 @@ def set_train_key(doc: dict[str, Any], key: str, value: Any) -> None:
     doc.setdefault(SECTION_OF.get(key, DEFAULT_SECTION), {})[key] = value
 
 
+def switch_to_sdpa(config: dict[str, Any]) -> None:
+    """In the rendered config, where its sections have the keys: the written config.toml is what trains."""
+    set_train_key(config, "xformers", False)
+    set_train_key(config, "sdpa", True)
+
+
 def parse_assignment(item: str, option: str = "--set") -> tuple[str, Any]:
     """`key=value` with a TOML value (1, true, "x", [..]); anything that is not TOML is taken as a string."""
     key, sep, raw = item.partition("=")

@@ -321,7 +321,7 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
 
 def load_project(file: Path) -> Project:
     if not file.is_file():
-        raise OnetwoError(f"{file}: no such project file; write one (see README, 'The project file') "
+        raise OnetwoError(f"{file}: no such project file; write one (see docs/project-file.md) "
                           "or pass --project PATH")
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from onetwo.fsutil import write_text_atomic
-from onetwo.kohya.render import set_train_key
 from onetwo.project.config import Project
 from onetwo.project.file import python_setting
 from onetwo.trainer.needs import LaunchPython, Probe, needs, problems_for, sdpa_switch
@@ -197,9 +196,3 @@ def trainer_for(project: Project, flats: Sequence[Mapping[str, Any]], accelerate
     """One probe per command, for every rendered config it trains or checks."""
     return inspect_trainer(project.python, project.sd_scripts, flats, accelerate, project.attention_fallback,
                            probe_cache_dir())
-
-
-def switch_to_sdpa(config: dict[str, Any]) -> None:
-    """In the rendered config, where its sections have the keys: the written config.toml is what trains."""
-    set_train_key(config, "xformers", False)
-    set_train_key(config, "sdpa", True)
