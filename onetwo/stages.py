@@ -15,7 +15,8 @@ from onetwo.data.build import BuildReport, build
 from onetwo.data.caption_check import caption_warnings
 from onetwo.data.captions import MAX_TOKEN_LENGTH
 from onetwo.data.check import check_images, check_regularization, summary_table
-from onetwo.data.composite import CompositeJob, over_budget, plan
+from onetwo.data.composite import CompositeJob, FigureBox, over_budget, plan
+from onetwo.data.masks import figure_masks
 from onetwo.data.originals import FolderWrite, plan_folder, plan_regularization, replay_selection, write_folder
 from onetwo.data.scan import CharacterImages, scan_project
 from onetwo.errors import OnetwoError
@@ -72,10 +73,21 @@ def scan(project: Project, workers: int | None = None, progress: bool = True,
     return usable
 
 
+def figure_boxes(project: Project, scans: Sequence[CharacterImages],
+                 progress: bool = True) -> dict[Path, FigureBox] | None:
+    """Every source's figure mask (computed once, then cached) where the composites need them; an empty mask
+    stands for the whole picture (check flags it)."""
+    if project.composite.layout != "scene":
+        return None
+    found = figure_masks([image for item in scans for image in item.images], project.mask_dir, progress=progress)
+    return {path: FigureBox(str(mask.file), mask.box or (0, 0, *mask.size), mask.size) for path, mask in found.items()}
+
+
 def composite_plan(project: Project, scans: Sequence[CharacterImages], sets: Sequence[str] = (),
-                   buckets: BucketSettings | None = None) -> list[CompositeJob]:
+                   buckets: BucketSettings | None = None, progress: bool = True) -> list[CompositeJob]:
     buckets = buckets or role_buckets(project, "composites", parse_set(sets))
-    return plan(scans, project.composite, lambda aspect: fit_size(aspect, buckets))
+    return plan(scans, project.composite, lambda aspect: fit_size(aspect, buckets),
+                figure_boxes(project, scans, progress))
 
 
 def make_composites(project: Project, scans: Sequence[CharacterImages], workers: int | None, progress: bool,
@@ -84,7 +96,7 @@ def make_composites(project: Project, scans: Sequence[CharacterImages], workers:
     """Plan and build the composites; `templates`: those of the stage that trains on them, when already read."""
     settings = project.composite
     buckets = role_buckets(project, "composites", parse_set(sets), templates)
-    jobs = composite_plan(project, scans, sets, buckets)
+    jobs = composite_plan(project, scans, sets, buckets, progress)
     long_captions = over_budget(jobs)
     if long_captions:
         worst, tokens = max(long_captions, key=lambda item: item[1])
@@ -265,7 +277,8 @@ def check_project(project: Project, workers: int | None = None, progress: bool =
     accelerate = accelerate_settings(project, ())
     # The first stage trains on the originals, the last on the composites (joint: one stage, both).
     scans = scan(project, workers, progress, tables=role_buckets(project, "originals", None, templates[stages[0]]))
-    jobs = composite_plan(project, scans, (), role_buckets(project, "composites", None, templates[stages[-1]]))
+    jobs = composite_plan(project, scans, (), role_buckets(project, "composites", None, templates[stages[-1]]),
+                          progress=progress)
     long_captions = over_budget(jobs)
     problems = []
     flats = []

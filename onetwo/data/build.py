@@ -65,12 +65,16 @@ BATCH_MAX = 16  # composites a worker takes at once: fewer cells decoded twice a
 
 def _render(tasks: Iterable[Task]) -> Iterator[Result]:
     # Imported here so that a worker process pays for Pillow only when it has work.
-    from onetwo.data.pixels import compose, save_image
+    from onetwo.data.pixels import compose, compose_scene, save_image
 
     cells: dict[CellKey, tuple[Image.Image, Box]] = {}
     for sources, geo, image_format, target in tasks:
         try:
-            image, boxes = compose([Path(source) for source in sources], geo, cells)
+            if geo.figures:
+                image, _ = compose_scene([Path(source) for source in sources], geo)
+                boxes = [figure.crop for figure in geo.figures]
+            else:
+                image, boxes = compose([Path(source) for source in sources], geo, cells)
             save_image(image, Path(target), image_format)
         except Exception as exc:  # reported per composite; the rest of the build goes on
             yield target, None, f"{type(exc).__name__}: {exc}"
@@ -213,4 +217,18 @@ def manifest_entry(job: CompositeJob, image_format: str, boxes: Iterable[list[fl
         "crops": list(boxes),
         "size": [job.geometry.width, job.geometry.height],
         "mirrored": job.geometry.mirrored,
+        **({"layout": "scene", "figures": scene_figures(job.geometry)} if job.geometry.figures else {}),
     }
+
+
+def scene_figures(geo: Geometry) -> list[dict[str, Any]]:
+    """Each figure in caption order: its box in the composite as built (mirrored ones flipped, so the order is
+    the caption's again), its scale and the crop of its source."""
+    figures = [{"box": [geo.width - figure.left - figure.width, figure.top, geo.width - figure.left, figure.top +
+                        figure.height] if geo.mirrored else
+                       [figure.left, figure.top, figure.left + figure.width, figure.top + figure.height],
+                "scale": round(figure.scale, 4), "crop": list(figure.crop), "mask": figure.mask}
+               for figure in geo.figures]
+    for layer, index in enumerate(geo.front):
+        figures[index]["layer"] = layer  # 0 is drawn first, at the back
+    return figures[::-1] if geo.mirrored else figures

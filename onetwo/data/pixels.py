@@ -9,9 +9,9 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps
 
-from onetwo.data.composite import Geometry
+from onetwo.data.composite import Geometry, SceneFigure
 from onetwo.fsutil import atomic_path
 
 Box = tuple[float, float, float, float]
@@ -156,6 +156,48 @@ def compose(sources: list[Path], geo: Geometry,
     if geo.mirrored:
         canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return canvas, boxes
+
+
+def load_figure(path: Path, figure: SceneFigure, background: tuple[int, int, int]) -> tuple[Image.Image, Image.Image]:
+    """A scene figure's crop of the source (transparency flattened onto `background`) and of its mask, resized to
+    the figure's size: the RGB and the weight it is pasted with."""
+    crop = figure.crop
+    scale = (crop[2] - crop[0]) / figure.width
+    with Image.open(path) as image:
+        orientation = image.getexif().get(0x0112, 1)
+        raw_width, raw_height = image.size
+        upright = (raw_height, raw_width) if orientation in TRANSPOSING_ORIENTATIONS else (raw_width, raw_height)
+        if image.format == "JPEG" and scale >= 2:
+            image.draft("RGB", (math.ceil(raw_width / scale), math.ceil(raw_height / scale)))
+        image.load()
+        upright_image = ImageOps.exif_transpose(image) if orientation != 1 else image
+        ratio = upright_image.size[0] / upright[0]
+        resizable = _to_resizable(upright_image)
+    box: Box = (crop[0] * ratio, crop[1] * ratio, crop[2] * ratio, crop[3] * ratio)
+    if resizable.mode == "RGBA":
+        resizable, box = _flattened_region(resizable, box, scale * ratio, background)
+    rgb = resizable.resize((figure.width, figure.height), Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+    with Image.open(figure.mask) as mask:
+        weight = mask.convert("L").resize((figure.width, figure.height), Image.Resampling.BILINEAR, box=crop,
+                                          reducing_gap=REDUCING_GAP)
+    return (rgb if rgb.mode == "RGB" else rgb.convert("RGB")), weight
+
+
+def compose_scene(sources: list[Path], geo: Geometry) -> tuple[Image.Image, Image.Image]:
+    """The scene on one background, and the union of the figures' masks where they landed."""
+    canvas = Image.new("RGB", (geo.width, geo.height), geo.background)
+    union = Image.new("L", (geo.width, geo.height), 0)
+    for index in geo.front:
+        figure = geo.figures[index]
+        rgb, weight = load_figure(sources[index], figure, geo.background)
+        canvas.paste(rgb, (figure.left, figure.top), weight)
+        placed = Image.new("L", union.size, 0)
+        placed.paste(weight, (figure.left, figure.top))
+        union = ImageChops.lighter(union, placed)
+    if geo.mirrored:
+        canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        union = union.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return canvas, union
 
 
 def save_image(image: Image.Image, target: Path, image_format: str) -> None:

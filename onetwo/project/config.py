@@ -12,7 +12,8 @@ STAGES = ("stage1", "stage2", "joint")
 MODES = ("sequential", "joint")
 # Which sd-scripts trainer each base-model family uses.
 TRAIN_SCRIPTS = {"sd1": "train_network.py", "sdxl": "sdxl_train_network.py"}
-LAYOUTS = ("equal", "natural")
+LAYOUTS = ("equal", "natural", "scene")
+SCENE_PLACEMENTS = ("ground", "random")
 DEFAULT_CAPTION = "{left}/{right}/COMPOSITE, {left_tags}, {right_tags}"
 GROUP_CAPTION = "{names}/COMPOSITE, {tags}"
 DEFAULT_SINGLE_CAPTION = "{name}, {tags}"
@@ -61,6 +62,13 @@ class CompositeSettings:
     repeats: int = 1
     trim_captions: bool = False
     workers: int = 0
+    # layout = "scene" (MuDI's Seg-Mix): figures cut to their masks on one background; docs/composites.md
+    scene_share: float = 1.0  # the share of composites that are scenes, the rest side by side
+    scene_scale: tuple[float, float] = (0.75, 1.0)  # each figure's scale, as a share of its largest fit (MuDI's)
+    scene_overlap: float = 0.2  # neighbours may overlap by at most this share of the narrower figure
+    scene_placement: str = "ground"  # "ground": on one ground line; "random": each at a random height
+    scene_margin: float = 0.05  # around the mask's box, as a share of its longer side
+    scene_tag: str = ""  # appended to scene captions, e.g. "simple background"
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,10 @@ class Project:
     @property
     def manifest_file(self) -> Path:
         return self.work_dir / "composites.manifest.json"
+
+    @property
+    def mask_dir(self) -> Path:
+        return self.work_dir / "masks"
 
     @property
     def train_script(self) -> Path:

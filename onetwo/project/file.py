@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from onetwo.project.config import (
     MODES,
     ORIGINALS_MODES,
     REPO_ROOT,
+    SCENE_PLACEMENTS,
     STAGES,
     TRAIN_SCRIPTS,
     Character,
@@ -186,11 +188,47 @@ def _parse_composite(reader: TableReader, raw: Any) -> CompositeSettings:
         trim_captions=reader.get(table, path, "trim_captions", bool, defaults.trim_captions),
         workers=reader.positive_int(table, path, "workers", defaults.workers, minimum=0),
     )
+    settings = _parse_scene(reader, table, path, settings)
     if (settings.width is None) != (settings.height is None):
         reader.problem(path, "set both width and height, or neither (then the nearest kohya bucket is used)")
     if settings.width and settings.gap * (group_size - 1) >= settings.width // 2:
         reader.problem(f"{path}.gap", f"is too wide for a {settings.width} px composite")
     return settings
+
+
+def _share(reader: TableReader, table: dict[str, Any], path: str, key: str, default: float, what: str) -> float:
+    value = reader.get(table, path, key, (int, float), default)
+    if not 0 <= value <= 1:
+        reader.problem(f"{path}.{key}", f"is {what} (0 to 1), got {value}")
+        return default
+    return float(value)
+
+
+def _parse_scene(reader: TableReader, table: dict[str, Any], path: str,
+                 settings: CompositeSettings) -> CompositeSettings:
+    defaults = CompositeSettings()
+    scale = reader.get(table, path, "scene_scale", list, list(defaults.scene_scale))
+    if not (len(scale) == 2 and all(isinstance(value, (int, float)) for value in scale)
+            and 0 < scale[0] <= scale[1] <= 1):
+        reader.problem(f"{path}.scene_scale", f"must be [low, high] with 0 < low <= high <= 1, got {scale!r}")
+        scale = list(defaults.scene_scale)
+    placement = reader.get(table, path, "scene_placement", str, defaults.scene_placement)
+    if placement not in SCENE_PLACEMENTS:
+        reader.problem(f"{path}.scene_placement", f"must be one of {', '.join(SCENE_PLACEMENTS)}, got {placement!r}")
+    tag = reader.get(table, path, "scene_tag", str, defaults.scene_tag)
+    if any(char in tag for char in ",{}"):
+        reader.problem(f"{path}.scene_tag", f"is one caption tag, without ',' or braces, got {tag!r}")
+    return replace(
+        settings,
+        scene_share=_share(reader, table, path, "scene_share", defaults.scene_share, "the share of scene composites"),
+        scene_scale=(float(scale[0]), float(scale[1])),
+        scene_overlap=_share(reader, table, path, "scene_overlap", defaults.scene_overlap,
+                             "the most two figures may overlap, as a share of the narrower"),
+        scene_placement=placement,
+        scene_margin=_share(reader, table, path, "scene_margin", defaults.scene_margin,
+                            "the margin around each figure, as a share of its longer side"),
+        scene_tag=tag.strip(),
+    )
 
 
 def _parse_regularization(reader: TableReader, raw: Any, base: Path) -> Regularization:
