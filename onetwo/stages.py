@@ -15,9 +15,16 @@ from onetwo.data.build import BuildReport, build
 from onetwo.data.caption_check import caption_warnings
 from onetwo.data.captions import MAX_TOKEN_LENGTH
 from onetwo.data.check import check_images, check_regularization, summary_table
-from onetwo.data.composite import CompositeJob, FigureBox, over_budget, plan
-from onetwo.data.masks import figure_masks
-from onetwo.data.originals import FolderWrite, plan_folder, plan_regularization, replay_selection, write_folder
+from onetwo.data.composite import CompositeJob, FigureBox, over_budget, plan, thin_data
+from onetwo.data.masks import FigureMask, figure_masks, mask_report
+from onetwo.data.originals import (
+    FolderWrite,
+    plan_folder,
+    plan_regularization,
+    replay_selection,
+    with_weights,
+    write_folder,
+)
 from onetwo.data.scan import CharacterImages, scan_project
 from onetwo.errors import OnetwoError
 from onetwo.kohya.base_model import base_model_problems
@@ -73,13 +80,22 @@ def scan(project: Project, workers: int | None = None, progress: bool = True,
     return usable
 
 
+def masks_needed(project: Project) -> bool:
+    return project.composite.layout == "scene" or "figures" in (project.composite.loss_mask,
+                                                                 project.stage1_loss_mask)
+
+
+def project_masks(project: Project, scans: Sequence[CharacterImages], progress: bool = True) -> dict[Path, FigureMask]:
+    return figure_masks([image for item in scans for image in item.images], project.mask_dir, progress=progress)
+
+
 def figure_boxes(project: Project, scans: Sequence[CharacterImages],
                  progress: bool = True) -> dict[Path, FigureBox] | None:
     """Every source's figure mask (computed once, then cached) where the composites need them; an empty mask
     stands for the whole picture (check flags it)."""
-    if project.composite.layout != "scene":
+    if project.composite.layout != "scene" and project.composite.loss_mask != "figures":
         return None
-    found = figure_masks([image for item in scans for image in item.images], project.mask_dir, progress=progress)
+    found = project_masks(project, scans, progress)
     return {path: FigureBox(str(mask.file), mask.box or (0, 0, *mask.size), mask.size) for path, mask in found.items()}
 
 
@@ -122,14 +138,22 @@ def make_composites(project: Project, scans: Sequence[CharacterImages], workers:
     return jobs, report
 
 
-def prepare_originals(project: Project, scans: Sequence[CharacterImages], replay: bool = False) -> None:
+def prepare_originals(project: Project, scans: Sequence[CharacterImages], replay: bool = False,
+                      weighted: bool = False, progress: bool = True) -> None:
     """Link or copy the originals (or stage 2's replayed share of them) into the work dir, with onetwo's captions;
-    those kohya would read differently are normalised copies."""
+    those kohya would read differently are normalised copies; `weighted` ([stage1] loss_mask = "figures"): RGBA
+    copies whose alpha is the figure mask."""
     folder = project.replay_dir if replay else project.originals_dir
     written = FolderWrite()
     every = []
+    masks = {}
+    if weighted:
+        found = project_masks(project, scans, progress)
+        masks = {path: str(mask.file) for path, mask in found.items()}
     for item in scans:
         entries = plan_folder(item, project.single_caption)
+        if weighted:
+            entries = with_weights(entries, item.images, masks, project.stage1_mask_floor)
         if replay:
             entries = replay_selection(entries, project.replay, project.composite.seed)
         written += write_folder(folder / item.character.slug, entries, project.originals, project.composite.background)
@@ -248,7 +272,8 @@ def prepare_stage(project: Project, request: StageRequest) -> PreparedStage:
     weights = None
     jobs: list[CompositeJob] = []
     if stage in ("stage1", "joint"):
-        prepare_originals(project, scans)
+        prepare_originals(project, scans, weighted=stage == "stage1" and project.stage1_loss_mask == "figures",
+                          progress=request.progress)
     if stage in ("stage2", "joint"):  # the stage that trains on the composites: role_buckets may use its templates
         jobs, _ = make_composites(project, scans, request.workers, request.progress, request.sets, templates)
     regularization = prepare_regularization(project, stage, request.workers, request.progress)
@@ -280,6 +305,14 @@ def check_project(project: Project, workers: int | None = None, progress: bool =
     jobs = composite_plan(project, scans, (), role_buckets(project, "composites", None, templates[stages[-1]]),
                           progress=progress)
     long_captions = over_budget(jobs)
+    if masks_needed(project):
+        lines, doubts = mask_report(scans, project_masks(project, scans, progress))
+        for line in lines:
+            print(line)
+        for message in doubts:
+            warn(message)
+    for message in thin_data(scans, project.composite):
+        warn(message)
     problems = []
     flats = []
     for stage in stages:

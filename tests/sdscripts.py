@@ -265,6 +265,39 @@ def summarise_group(group: Any, sizes: list[list[int]]) -> list[dict[str, Any]]:
     return datasets
 
 
+class _NoTokens:
+    """A tokenizer stand-in: the items' pixels and masks do not depend on the captions' token ids."""
+
+    def tokenize(self, caption: str) -> list[Any]:
+        import torch
+
+        return [torch.zeros((1, 77), dtype=torch.long)]
+
+
+def dataset_items(group: Any, folder: Path) -> dict[str, dict[str, str]]:
+    """Every training item as `__getitem__` gives it (no latent cache): per image, its `images` tensor and its
+    `alpha_masks` row saved as .npy files in `folder`."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    found: dict[str, dict[str, str]] = {}
+    for dataset_index, dataset in enumerate(group.datasets):
+        dataset.debug_dataset = True  # so each example names its image keys
+        dataset.tokenize_strategy = _NoTokens()
+        for index in range(len(dataset)):
+            example = dataset[index]
+            for row, key in enumerate(example["image_keys"]):
+                path = dataset.image_data[key].absolute_path
+                stem = f"{dataset_index}-{len(found)}"
+                np.save(folder / f"{stem}-image.npy", example["images"][row].numpy())
+                masks = example["alpha_masks"]
+                if masks is not None:
+                    np.save(folder / f"{stem}-alpha.npy", masks[row].numpy())
+                found[path] = {"image": str(folder / f"{stem}-image.npy"),
+                               "alpha": str(folder / f"{stem}-alpha.npy") if masks is not None else ""}
+    return found
+
+
 def probe_job(job: dict[str, Any], modules: dict[str, Any]) -> dict[str, Any]:
     """One job: a training TOML, a dataset TOML and/or a sample-prompts file, each read by sd-scripts' own code
     (the training script is train_network, or the job's "script", e.g. sdxl_train_network)."""
@@ -297,6 +330,8 @@ def probe_job(job: dict[str, Any], modules: dict[str, Any]) -> dict[str, Any]:
             if job.get("images"):
                 group, _ = config_util.generate_dataset_group_by_blueprint(blueprints["train_network"].dataset_group)
                 result["datasets"] = summarise_group(group, job.get("select", []))
+                if job.get("items"):
+                    result["items"] = dataset_items(group, Path(job["items"]))
         except BaseException as exc:
             result["dataset_problems"].append(f"sd-scripts rejects {job['dataset']}: {type(exc).__name__}: {exc}")
     if job.get("prompts"):

@@ -23,6 +23,7 @@ import pytest
 from onetwo.project.config import Project
 from onetwo.project.file import load_project
 from tests.kohya_hashes import kohya_hashes
+from tests.maskkit import fake_isnet_cache, write_isnet
 from tests.sd1_lora import expected_shapes
 from tests.sdscripts import (
     CHARACTERS,
@@ -72,13 +73,18 @@ onetwo = run_onetwo
 def trained(tiny_model: TinySD, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Trained:
     root = tmp_path_factory.mktemp("e2e")
     # Stage 2 also renders onetwo's sample prompts (9, at 2 steps each): the one stage that samples, to save time.
+    # Stage 2 trains on scene composites with the figures-only loss, stage 1 on the figures too (masks from the
+    # stand-in segmentation model in a huggingface cache, offline): options beside the method, no extra run.
+    hub = fake_isnet_cache(root / "hub", write_isnet(root / "isnet"))
     project_file = cpu_project(root, tiny_model.model_dir, tiny_model.tokenizer_cache_dir,
+                               composite={"width": 128, "height": 128, "layout": "scene", "loss_mask": "figures"},
+                               stage1={"loss_mask": "figures", "dataset": TINY_DATASET},
                                stage2={"seed": 2, "sample_every_n_epochs": 1, "dataset": TINY_DATASET})
     before = snapshot(root / "data")
     steps: dict[str, Step] = {}
     for name, argv in (("composite", ["composite"]), ("stage1", ["train", "stage1"]),
                        ("stage2", ["train", "stage2"])):
-        steps[name] = onetwo(root, project_file, *argv)
+        steps[name] = onetwo(root, project_file, *argv, env={"HF_HUB_CACHE": str(hub)})
         if steps[name].returncode != 0:
             break
     report = {name: {"wall_s": step.wall_s, "peak_rss_gib": step.peak_rss_gib} for name, step in steps.items()}
@@ -106,6 +112,32 @@ def test_every_command_succeeds_and_says_where_its_output_is(trained: Trained) -
     for stage in STAGES:
         assert f"{stage}: done → {project.lora_file(stage)}" in trained.steps[stage].output
         assert (project.stage_dir(stage) / "train.log").is_file()
+
+
+def subset_summary(log: str, image_dir: Path) -> str:
+    """sd-scripts' dataset summary of the subset reading `image_dir`, from the training log, without whitespace
+    (the log's rich handler wraps long lines)."""
+    blocks = [block.split("custom_attributes:")[0] for block in re.sub(r"\s+", "", log).split("[Subset")]
+    wanted = 'image_dir:"' + re.sub(r"\s+", "", str(image_dir)) + '"'
+    found = [block for block in blocks if wanted in block]
+    assert len(found) == 1, f"no single subset summary for {image_dir}"
+    return found[0]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_masked_loss_reaches_sd_scripts(trained: Trained, stage: str) -> None:
+    """Stage 2's scene composites and stage 1's weighted originals train with sd-scripts' alpha_mask on."""
+    need(trained, stage)
+    project = trained.project
+    log = (project.stage_dir(stage) / "train.log").read_text(encoding="utf-8")
+    folders = [project.composite_dir] if stage == "stage2" else \
+        [project.originals_dir / character.slug for character in project.characters]
+    for folder in folders:
+        assert "alpha_mask:True" in subset_summary(log, folder), folder
+    if stage == "stage2":
+        manifest = json.loads(project.manifest_file.read_text(encoding="utf-8"))["composites"]
+        assert {entry.get("layout") for entry in manifest.values()} == {"scene"}
+        assert {entry["loss_mask"] for entry in manifest.values()} == {"figures"}
 
 
 @pytest.mark.parametrize("stage", STAGES)

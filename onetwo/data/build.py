@@ -65,17 +65,18 @@ BATCH_MAX = 16  # composites a worker takes at once: fewer cells decoded twice a
 
 def _render(tasks: Iterable[Task]) -> Iterator[Result]:
     # Imported here so that a worker process pays for Pillow only when it has work.
-    from onetwo.data.pixels import compose, compose_scene, save_image
+    from onetwo.data.pixels import compose, compose_scene, loss_weight, save_image, with_alpha
 
     cells: dict[CellKey, tuple[Image.Image, Box]] = {}
     for sources, geo, image_format, target in tasks:
         try:
+            union = None
             if geo.figures:
-                image, _ = compose_scene([Path(source) for source in sources], geo)
-                boxes = [figure.crop for figure in geo.figures]
+                image, union = compose_scene([Path(source) for source in sources], geo)
+                boxes: list[Box] = [figure.crop for figure in geo.figures]
             else:
                 image, boxes = compose([Path(source) for source in sources], geo, cells)
-            save_image(image, Path(target), image_format)
+            save_image(with_alpha(image, loss_weight(geo, boxes, union)), Path(target), image_format)
         except Exception as exc:  # reported per composite; the rest of the build goes on
             yield target, None, f"{type(exc).__name__}: {exc}"
         else:
@@ -217,6 +218,8 @@ def manifest_entry(job: CompositeJob, image_format: str, boxes: Iterable[list[fl
         "crops": list(boxes),
         "size": [job.geometry.width, job.geometry.height],
         "mirrored": job.geometry.mirrored,
+        **({"loss_mask": job.geometry.loss_mask, "mask_floor": job.geometry.mask_floor}
+           if job.geometry.loss_mask != "none" else {}),
         **({"layout": "scene", "figures": scene_figures(job.geometry)} if job.geometry.figures else {}),
     }
 

@@ -8,7 +8,7 @@ import json
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from onetwo.data.captions import MAX_TOKEN_LENGTH, composite_caption, count_tokens, trim_to_budget
@@ -60,6 +60,9 @@ class Geometry:
     mirrored: bool = False
     figures: tuple[SceneFigure, ...] = ()
     front: tuple[int, ...] = ()
+    loss_mask: str = "none"  # written as the alpha: "seam" or "figures" (from `masks`, one per source)
+    mask_floor: float = 0.0
+    masks: tuple[str, ...] = ()
 
     def cell_left(self, index: int) -> int:
         return self.cells[index][0]
@@ -174,10 +177,14 @@ def group_orders(group: Sequence[CharacterImages], count: int, group_index: int)
         yield orders[(index + group_index) % len(orders)]
 
 
+ADDED_FIELDS = ("figures", "front", "loss_mask", "mask_floor", "masks")
+
+
 def job_key(sources: Sequence[SourceImage], geo: Geometry, image_format: str) -> str:
     shape = asdict(geo)
-    if not geo.figures:  # side-by-side keys stay what they were before scenes existed: no rebuild on upgrade
-        del shape["figures"], shape["front"]
+    for item in fields(Geometry):  # keys stay what they were before scenes and loss masks: no rebuild on upgrade
+        if item.name in ADDED_FIELDS and shape[item.name] == item.default:
+            del shape[item.name]
     payload = json.dumps([GEOMETRY_VERSION, [[str(source.path), source.fingerprint] for source in sources],
                           shape, image_format], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
@@ -211,6 +218,12 @@ def plan(scans: Sequence[CharacterImages], settings: CompositeSettings,
                     raise ValueError("scene composites need every source's figure box")
                 geo = scene_layout([figure_boxes[source.path] for source in sources], settings, geo.width,
                                    geo.height, scene_rng, mirrored)
+            if settings.loss_mask != "none":
+                masks = tuple(figure_boxes[source.path].mask for source in sources) \
+                    if settings.loss_mask == "figures" and figure_boxes is not None else ()
+                if settings.loss_mask == "figures" and len(masks) != len(sources):
+                    raise ValueError("loss_mask = figures needs every source's figure mask")
+                geo = replace(geo, loss_mask=settings.loss_mask, mask_floor=settings.mask_floor, masks=masks)
             names = tuple(member.character.name for member in members)
             tags = tuple(source.tags for source in sources)
             stand_ins = tuple(member.character.class_token or member.character.name for member in members)
@@ -233,4 +246,19 @@ def over_budget(jobs: Sequence[CompositeJob], limit: int = MAX_TOKEN_LENGTH) -> 
         tokens, _ = count_tokens(job.caption, limit)
         if tokens > limit:
             found.append((job, tokens))
+    return found
+
+
+# Community duo trainers' guides: at least 20 images a character, and 15-40 pair images per pair (docs/composites.md).
+THIN_IMAGES = 20
+THIN_COMPOSITES = 15
+
+
+def thin_data(scans: Sequence[CharacterImages], settings: CompositeSettings) -> list[str]:
+    """Where the data is thinner than the guides use: too few images of a character, too few composites a group."""
+    found = [f"{scan.character.name}: {len(scan.images)} images; duo LoRA guides use at least {THIN_IMAGES} a "
+             "character, so stage 1 may learn it poorly" for scan in scans if len(scan.images) < THIN_IMAGES]
+    if settings.per_pair < THIN_COMPOSITES:
+        found.append(f"composite.per_pair = {settings.per_pair}: duo LoRA guides use at least {THIN_COMPOSITES} pair "
+                     "images a pair")
     return found

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Protocol
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from onetwo.data.scan import SourceImage
+from onetwo.data.scan import CharacterImages, SourceImage
 from onetwo.errors import OnetwoError
 from onetwo.fsutil import atomic_path, write_text_atomic
 
@@ -186,3 +187,39 @@ def figure_masks(sources: Sequence[SourceImage], folder: Path,
     finally:
         cache.save()
     return found
+
+
+EMPTY_SHARE = 0.02  # a figure under this share of the frame is no figure
+FULL_SHARE = 0.95  # a "figure" over this share of the frame is the whole picture
+MANY_PIECES = 4  # a character in this many separate parts is more likely a bad mask than a figure
+LISTED = 5
+
+
+def doubtful(mask: FigureMask) -> str:
+    """Why a mask cannot be right, or ""."""
+    if mask.box is None or mask.coverage < EMPTY_SHARE:
+        return "empty"
+    if mask.coverage > FULL_SHARE:
+        return "covers nearly the whole frame"
+    if mask.pieces >= MANY_PIECES:
+        return f"in {mask.pieces} separate pieces"
+    return ""
+
+
+def mask_report(scans: Sequence[CharacterImages], masks: dict[Path, FigureMask]) -> tuple[list[str], list[str]]:
+    """Per character how many images have masks and from where (lines), and the masks that cannot be right
+    (warnings, naming the files)."""
+    lines, warnings = [], []
+    for item in scans:
+        found = [masks[image.path] for image in item.images if image.path in masks]
+        origins = Counter(mask.origin for mask in found)
+        where = ", ".join(f"{count} {origin}" for origin, count in sorted(origins.items()))
+        lines.append(f"{item.character.name}: figure masks for {len(found)} of {len(item.images)} images"
+                     + (f" ({where})" if where else ""))
+        bad = [(image, why) for image in item.images if image.path in masks and (why := doubtful(masks[image.path]))]
+        if bad:
+            shown = "; ".join(f"{image.rel}: {why}" for image, why in bad[:LISTED])
+            more = f"; and {len(bad) - LISTED} more" if len(bad) > LISTED else ""
+            warnings.append(f"{item.character.name}: {len(bad)} figure mask(s) cannot be right ({shown}{more}); "
+                            "give those images an alpha channel of the figure, or leave them out of the scenes")
+    return lines, warnings

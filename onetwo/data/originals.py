@@ -14,11 +14,13 @@ import os
 import random
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from PIL import Image
+
 from onetwo.data.captions import single_caption
-from onetwo.data.pixels import load_upright, save_image
+from onetwo.data.pixels import load_upright, save_image, weighted, with_alpha
 from onetwo.data.scan import CharacterImages, SourceImage
 from onetwo.fsutil import atomic_path, write_text_atomic, write_text_if_changed
 
@@ -34,6 +36,8 @@ class LinkedImage:
     caption: str
     normalise: str = ""  # why kohya would read the source differently from onetwo: then a normalised copy
     fingerprint: str = ""  # the source's size and mtime: a copy is rebuilt when they change
+    weight: str = ""  # a figure mask: then an RGBA copy whose alpha is the loss weight (sd-scripts' alpha_mask)
+    floor: float = 0.0  # the weight where the mask is 0
 
 
 @dataclass
@@ -78,6 +82,14 @@ def plan_folder(scan: CharacterImages, caption_template: str) -> list[LinkedImag
     character = scan.character
     return [_entry(image, single_caption(caption_template, character.name, image.tags, character.class_token))
             for image in scan.images]
+
+
+def with_weights(entries: Sequence[LinkedImage], images: Sequence[SourceImage], masks: dict[Path, str],
+                 floor: float) -> list[LinkedImage]:
+    """The entries as RGBA copies (`<stem>.png`) weighted by each source's figure mask."""
+    by_path = {image.path: image for image in images}
+    return [replace(entry, name=f"{Path(entry.name).stem}.png", weight=masks[entry.source], floor=floor)
+            if by_path.get(entry.source) else entry for entry in entries]
 
 
 def plan_regularization(images: Sequence[SourceImage], class_tokens: str) -> list[LinkedImage]:
@@ -152,17 +164,23 @@ def write_folder(folder: Path, entries: Sequence[LinkedImage], mode: str = "link
     for entry in entries:
         target = folder / entry.name
         copy_is_current = not target.is_symlink() and target.is_file()
-        if entry.normalise or mode == "copy":
+        if entry.weight or entry.normalise or mode == "copy":
             kind = f"normalised {NORMALISED_VERSION} on {bytes(background).hex()}" if entry.normalise else "copy"
+            if entry.weight:
+                kind = f"weighted {NORMALISED_VERSION} on {bytes(background).hex()} by {entry.weight}, {entry.floor}"
             key = f"{entry.source}:{entry.fingerprint}:{kind}"
             if copies.get(entry.name) != key or not copy_is_current:
-                if entry.normalise:  # both write a temporary file and rename it over the target (or a link)
+                if entry.weight:
+                    with Image.open(entry.weight) as mask:
+                        weight = weighted(mask.convert("L"), entry.floor)
+                    save_image(with_alpha(load_upright(entry.source, background), weight), target, "png")
+                elif entry.normalise:  # both write a temporary file and rename it over the target (or a link)
                     save_image(load_upright(entry.source, background), target, "png")
                 else:
                     _copy(entry.source, target)
                 result.changed += 1
             copies[entry.name] = key
-            if entry.normalise:
+            if entry.normalise or entry.weight:
                 result.normalised += 1
             else:
                 result.copied += 1

@@ -24,6 +24,8 @@ SAVE_OPTIONS = {
     "png": {"format": "PNG", "compress_level": 1, "compress_type": 3},  # 3: Z_RLE
     "webp": {"format": "WEBP", "lossless": True, "quality": 0, "method": 0},
 }
+# kohya trains on the RGB under a loss-weight alpha: WebP must keep it exactly even where the alpha is low.
+RGBA_OPTIONS = {"webp": {"exact": True}}
 # Integer pre-reduction only where a single LANCZOS pass would span more than this many source pixels per output
 # pixel: Pillow documents 3.0 as indistinguishable from a fair resize, and it bounds the cost of huge non-JPEGs.
 REDUCING_GAP = 3.0
@@ -200,7 +202,59 @@ def compose_scene(sources: list[Path], geo: Geometry) -> tuple[Image.Image, Imag
     return canvas, union
 
 
+SEAM_BAND = 1 / 32  # each side of a join, as a share of the width: 24 px (3 latent pixels) at 768
+
+
+def weighted(mask: Image.Image, floor: float) -> Image.Image:
+    """The loss weight as kohya reads the alpha (value / 255): `floor` where the mask is 0, 1 where it is 255."""
+    low = round(floor * 255)
+    return mask.point(lambda value: low + round((255 - low) * value / 255))
+
+
+def seam_mask(geo: Geometry) -> Image.Image:
+    """255 except over each join of a side-by-side composite, its gap and SEAM_BAND either side; a scene has none."""
+    mask = Image.new("L", (geo.width, geo.height), 255)
+    band = round(SEAM_BAND * geo.width)
+    for (left, width), (following, _) in zip(geo.cells, geo.cells[1:], strict=False):
+        mask.paste(0, (max(0, left + width - band), 0, min(geo.width, following + band), geo.height))
+    return mask
+
+
+def cell_figures(geo: Geometry, boxes: list[Box]) -> Image.Image:
+    """The sources' masks cropped and resized exactly as their cells were; 0 over gaps."""
+    mask = Image.new("L", (geo.width, geo.height), 0)
+    for index, (file, box) in enumerate(zip(geo.masks, boxes, strict=True)):
+        with Image.open(file) as source_mask:
+            cell = source_mask.convert("L").resize((geo.cell_width(index), geo.height), Image.Resampling.BILINEAR,
+                                                   box=box, reducing_gap=REDUCING_GAP)
+        mask.paste(cell, (geo.cell_left(index), 0))
+    return mask.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if geo.mirrored else mask
+
+
+def loss_weight(geo: Geometry, boxes: list[Box], union: Image.Image | None) -> Image.Image | None:
+    """The composite's alpha for sd-scripts' masked loss, or None (loss_mask = "none": RGB as the method has it)."""
+    if geo.loss_mask == "none":
+        return None
+    if geo.loss_mask == "seam":
+        mask = seam_mask(geo) if not geo.figures else Image.new("L", (geo.width, geo.height), 255)
+        mask = mask.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if geo.mirrored else mask
+    else:
+        mask = union if geo.figures and union is not None else cell_figures(geo, boxes)
+    return weighted(mask, geo.mask_floor)
+
+
+def with_alpha(image: Image.Image, weight: Image.Image | None) -> Image.Image:
+    """The full composite's RGB (background, never black, where no figure is) under the weight as alpha."""
+    if weight is None:
+        return image
+    rgba = image.convert("RGBA")
+    rgba.putalpha(weight)
+    return rgba
+
+
 def save_image(image: Image.Image, target: Path, image_format: str) -> None:
     options = dict(SAVE_OPTIONS[image_format])
+    if image.mode == "RGBA":
+        options.update(RGBA_OPTIONS.get(image_format, {}))
     with atomic_path(target) as tmp:
         image.save(tmp, **options)

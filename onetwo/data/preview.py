@@ -1,4 +1,5 @@
-"""A contact sheet of built composites, to eyeball crops, pairings and the left-to-right order before GPU hours."""
+"""A contact sheet of built composites, to eyeball crops, pairings and the left-to-right order before GPU hours;
+a composite with a loss mask is shown with its weight as an overlay beside it."""
 
 from __future__ import annotations
 
@@ -65,13 +66,34 @@ def _fitted(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | Im
     return text + "..."
 
 
+MASK_TINT = (200, 30, 160)  # where the loss weight is low, the overlay shades the picture with this
+MASK_GAP = 4
+
+
+def weight_overlay(rgb: Image.Image, weight: Image.Image) -> Image.Image:
+    """The composite with its loss weight shown: full weight as it is, the floor shaded towards MASK_TINT."""
+    tinted = Image.blend(rgb, Image.new("RGB", rgb.size, MASK_TINT), 0.7)
+    return Image.composite(rgb, tinted, weight)
+
+
+def thumbnail(image: Image.Image) -> Image.Image:
+    """The composite at THUMB_HEIGHT; one with a loss weight (alpha) gets its overlay beside it."""
+    width = max(1, round(image.width * THUMB_HEIGHT / image.height))
+    rgb = image.convert("RGB").resize((width, THUMB_HEIGHT), Image.Resampling.LANCZOS)
+    if "A" not in image.getbands():
+        return rgb
+    weight = image.getchannel("A").resize((width, THUMB_HEIGHT), Image.Resampling.BILINEAR)
+    pair = Image.new("RGB", (2 * width + MASK_GAP, THUMB_HEIGHT), BACKGROUND)
+    pair.paste(rgb, (0, 0))
+    pair.paste(weight_overlay(rgb, weight), (width + MASK_GAP, 0))
+    return pair
+
+
 def contact_sheet(items: Sequence[SheetItem], target: Path) -> Path:
     thumbs = []
     for item in items:
         with Image.open(item.path) as image:
-            image = image.convert("RGB")
-            width = max(1, round(image.width * THUMB_HEIGHT / image.height))
-            thumbs.append((item, image.resize((width, THUMB_HEIGHT), Image.Resampling.LANCZOS)))
+            thumbs.append((item, thumbnail(image)))
     cell_width = max((thumb.width for _, thumb in thumbs), default=THUMB_HEIGHT)
     columns = max(1, min(COLUMNS, len(thumbs)))
     rows = max(1, -(-len(thumbs) // columns))

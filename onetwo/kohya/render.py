@@ -213,8 +213,12 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
         if role == "originals":
             subsets = [_subset(pattern, project.originals_dir / scan.character.slug, scan.repeats,
                                scan.character.token, user.subset) for scan in scans]
+            if stage == "stage1" and project.stage1_loss_mask == "figures":  # the copies' alpha is the weight
+                subsets = [{**subset, "alpha_mask": True} for subset in subsets]
         else:
             subsets = [_subset(pattern, project.composite_dir, project.composite.repeats, None, user.subset)]
+            if project.composite.loss_mask != "none":  # the composites' alpha is the loss weight
+                subsets[0] = {**subsets[0], "alpha_mask": True}
             if stage == "stage2" and project.replay:
                 subsets += [_subset(pattern, project.replay_dir / scan.character.slug, scan.repeats,
                                     scan.character.token, user.subset) for scan in scans]

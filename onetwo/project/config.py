@@ -14,6 +14,7 @@ MODES = ("sequential", "joint")
 TRAIN_SCRIPTS = {"sd1": "train_network.py", "sdxl": "sdxl_train_network.py"}
 LAYOUTS = ("equal", "natural", "scene")
 SCENE_PLACEMENTS = ("ground", "random")
+LOSS_MASKS = ("none", "seam", "figures")
 DEFAULT_CAPTION = "{left}/{right}/COMPOSITE, {left_tags}, {right_tags}"
 GROUP_CAPTION = "{names}/COMPOSITE, {tags}"
 DEFAULT_SINGLE_CAPTION = "{name}, {tags}"
@@ -69,6 +70,10 @@ class CompositeSettings:
     scene_placement: str = "ground"  # "ground": on one ground line; "random": each at a random height
     scene_margin: float = 0.05  # around the mask's box, as a share of its longer side
     scene_tag: str = ""  # appended to scene captions, e.g. "simple background"
+    # The loss weight as the composites' alpha (sd-scripts' alpha_mask): "seam" lowers it around the joins,
+    # "figures" keeps it on the figures; `mask_floor` is the weight elsewhere (docs/composites.md).
+    loss_mask: str = "none"
+    mask_floor: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,8 @@ class Project:
     originals: str = "link"  # how stage 1's folders hold the images kohya can read as they are: links or copies
     python: str | None = None  # the trainer's Python (project.python): a path, or a command looked up on PATH
     attention_fallback: bool = True  # xformers = true without an importable xformers: train with sdpa instead
+    stage1_loss_mask: str = "none"  # [stage1] loss_mask = "figures": stage 1 trains on the figures (alpha_mask)
+    stage1_mask_floor: float = 0.25
 
     @property
     def composite_dir(self) -> Path:

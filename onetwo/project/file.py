@@ -16,6 +16,7 @@ from onetwo.project.config import (
     FORMATS,
     GROUP_CAPTION,
     LAYOUTS,
+    LOSS_MASKS,
     MODES,
     ORIGINALS_MODES,
     REPO_ROOT,
@@ -218,8 +219,15 @@ def _parse_scene(reader: TableReader, table: dict[str, Any], path: str,
     tag = reader.get(table, path, "scene_tag", str, defaults.scene_tag)
     if any(char in tag for char in ",{}"):
         reader.problem(f"{path}.scene_tag", f"is one caption tag, without ',' or braces, got {tag!r}")
+    loss_mask = reader.get(table, path, "loss_mask", str, defaults.loss_mask)
+    if loss_mask not in LOSS_MASKS:
+        reader.problem(f"{path}.loss_mask", f"must be one of {', '.join(LOSS_MASKS)}, got {loss_mask!r}")
+        loss_mask = defaults.loss_mask
     return replace(
         settings,
+        loss_mask=loss_mask,
+        mask_floor=_share(reader, table, path, "mask_floor", defaults.mask_floor,
+                          "the loss weight outside the figures or around the seam"),
         scene_share=_share(reader, table, path, "scene_share", defaults.scene_share, "the share of scene composites"),
         scene_scale=(float(scale[0]), float(scale[1])),
         scene_overlap=_share(reader, table, path, "scene_overlap", defaults.scene_overlap,
@@ -330,7 +338,16 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
     for key, value in accelerate.items():
         if not isinstance(value, (str, int, float, bool)):
             reader.problem(f"accelerate.{key}", "must be a string, number or true/false")
-    overrides = {key: _parse_overrides(reader, data.get(key, {}), key) for key in ("training", *STAGES)}
+    stage1_table = dict(reader.table(data.get("stage1", {}), "stage1"))
+    stage1_loss_mask = reader.get(stage1_table, "stage1", "loss_mask", str, "none")
+    if stage1_loss_mask not in ("none", "figures"):
+        reader.problem("stage1.loss_mask", f"must be none or figures, got {stage1_loss_mask!r}")
+    stage1_mask_floor = _share(reader, stage1_table, "stage1", "mask_floor", 0.25,
+                               "the loss weight outside the figures")
+    for key in ("loss_mask", "mask_floor"):  # onetwo's keys, not train_network.py's
+        stage1_table.pop(key, None)
+    overrides = {key: _parse_overrides(reader, stage1_table if key == "stage1" else data.get(key, {}), key)
+                 for key in ("training", *STAGES)}
     if problems:
         raise OnetwoError(f"{file}: the project file has {len(problems)} problem(s):", problems)
     return Project(
@@ -354,6 +371,8 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
         originals=originals,
         python=python_setting(python, base) if python else None,
         attention_fallback=attention_fallback,
+        stage1_loss_mask=stage1_loss_mask,
+        stage1_mask_floor=stage1_mask_floor,
     )
 
 
