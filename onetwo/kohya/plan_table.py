@@ -16,6 +16,7 @@ from typing import Any
 
 from onetwo.kohya.buckets import dataset_levels, setting, settings_from_dataset
 
+COMPOSITES = "composites"  # the label of the composite subset's row
 DEFAULT_MAX_TRAIN_STEPS = 1600  # train_network.py's default when neither epochs nor steps are given
 
 
@@ -54,6 +55,7 @@ class StagePlan:
     prompts: int
     seconds_per_step: float | None = None
     rate_source: str = ""
+    share_asked: float | None = None  # composite.share, where set
 
     @property
     def sample_images(self) -> int:
@@ -119,7 +121,8 @@ def count_prompts(sample_prompts: str) -> int:
 
 def stage_plan(stage: str, dataset_doc: Mapping[str, Any], flat_config: Mapping[str, Any],
                images: Mapping[str, SubsetImages], sample_prompts: str, processes: int = 1,
-               seconds_per_step: float | None = None, rate_source: str = "") -> StagePlan:
+               seconds_per_step: float | None = None, rate_source: str = "",
+               share_asked: float | None = None) -> StagePlan:
     general = dataset_doc.get("general", {})
     batches = 0
     rows: list[SubsetRow] = []
@@ -141,7 +144,7 @@ def stage_plan(stage: str, dataset_doc: Mapping[str, Any], flat_config: Mapping[
     return StagePlan(stage, tuple(rows), tuple(sorted(characters.items())), batches, accumulation, processes,
                      per_epoch, epochs, total, checkpoints(flat_config, epochs, total),
                      sample_rounds(flat_config, epochs, total), count_prompts(sample_prompts) if
-                     flat_config.get("sample_prompts") else 0, seconds_per_step, rate_source)
+                     flat_config.get("sample_prompts") else 0, seconds_per_step, rate_source, share_asked)
 
 
 def checkpoints(flat_config: Mapping[str, Any], epochs: int, total_steps: int) -> int:
@@ -188,6 +191,11 @@ def format_plan(plan: StagePlan) -> str:
         low, high = min(count for _, count in plan.characters), max(count for _, count in plan.characters)
         ratio = f"; most/least {high / low:.2f}" if low else ""
         lines.append(f"  balance                  {shares}{ratio}")
+    composites = sum(row.trained for row in plan.rows if row.label == COMPOSITES and not row.is_reg)
+    views = sum(row.trained for row in plan.rows if not row.is_reg)
+    if composites and views > composites:  # composites beside other images: how much of an epoch they are
+        asked = f" (composite.share {plan.share_asked:g})" if plan.share_asked is not None else ""
+        lines.append(f"  composite share          {composites / views:.1%} of {views} image views{asked}")
     accumulation = f" / {plan.accumulation} accumulated" if plan.accumulation > 1 else ""
     processes = f" / {plan.processes} processes" if plan.processes > 1 else ""
     lines += [

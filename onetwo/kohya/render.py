@@ -21,6 +21,7 @@ from onetwo.data.scan import CharacterImages
 from onetwo.errors import OnetwoError
 from onetwo.fsutil import write_text_if_changed
 from onetwo.kohya.buckets import BucketSettings, fit_size, settings_from_dataset
+from onetwo.kohya.share import stage2_repeats
 from onetwo.kohya.validate import (
     WRITTEN_SUBSET_KEYS,
     resolution_problem,
@@ -216,11 +217,13 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
             if stage == "stage1" and project.stage1_loss_mask == "figures":  # the copies' alpha is the weight
                 subsets = [{**subset, "alpha_mask": True} for subset in subsets]
         else:
-            subsets = [_subset(pattern, project.composite_dir, project.composite.repeats, None, user.subset)]
+            repeats, replay_factor = stage2_repeats(project, scans) if stage == "stage2" else \
+                (project.composite.repeats, 1)
+            subsets = [_subset(pattern, project.composite_dir, repeats, None, user.subset)]
             if project.composite.loss_mask != "none":  # the composites' alpha is the loss weight
                 subsets[0] = {**subsets[0], "alpha_mask": True}
             if stage == "stage2" and project.replay:
-                subsets += [_subset(pattern, project.replay_dir / scan.character.slug, scan.repeats,
+                subsets += [_subset(pattern, project.replay_dir / scan.character.slug, scan.repeats * replay_factor,
                                     scan.character.token, user.subset) for scan in scans]
         datasets.append({**dataset, "subsets": subsets})
     regularization = project.regularization

@@ -12,7 +12,7 @@ from typing import Any
 from onetwo.data.composite import CompositeJob
 from onetwo.data.originals import plan_folder, replay_selection
 from onetwo.data.scan import CharacterImages
-from onetwo.kohya.plan_table import StagePlan, SubsetImages, stage_plan
+from onetwo.kohya.plan_table import COMPOSITES, StagePlan, SubsetImages, stage_plan
 from onetwo.kohya.render import RenderedStage
 from onetwo.project.config import Project
 
@@ -40,7 +40,7 @@ def stage_images(project: Project, stage: str, scans: Sequence[CharacterImages],
     if stage in ("stage2", "joint"):
         shown = Counter(name for job in jobs for name in job.names)
         sizes = tuple((job.geometry.width, job.geometry.height) for job in jobs)
-        folders[str(project.composite_dir)] = SubsetImages("composites", sizes, tuple(sorted(shown.items())))
+        folders[str(project.composite_dir)] = SubsetImages(COMPOSITES, sizes, tuple(sorted(shown.items())))
     if stage == "stage2" and project.replay:
         for scan in scans:
             chosen = replay_selection(plan_folder(scan, project.single_caption), project.replay,
@@ -60,7 +60,8 @@ def plan_stage(project: Project, rendered: RenderedStage, scans: Sequence[Charac
     rate = measured_rate(log)
     return stage_plan(rendered.stage, rendered.dataset, rendered.flat_config(),
                       stage_images(project, rendered.stage, scans, jobs, regularization), rendered.sample_prompts,
-                      int(accelerate.get("num_processes") or 1), rate, f"measured in {log}" if rate else "")
+                      int(accelerate.get("num_processes") or 1), rate, f"measured in {log}" if rate else "",
+                      project.composite.share if rendered.stage == "stage2" else None)
 
 
 def seconds_per_step(log_text: str) -> float | None:

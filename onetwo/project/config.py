@@ -74,6 +74,7 @@ class CompositeSettings:
     # "figures" keeps it on the figures; `mask_floor` is the weight elsewhere (docs/composites.md).
     loss_mask: str = "none"
     mask_floor: float = 0.25
+    share: float | None = None  # stage 2's image views that are composites, the rest replay; solved into repeats
 
 
 @dataclass(frozen=True)

@@ -223,8 +223,15 @@ def _parse_scene(reader: TableReader, table: dict[str, Any], path: str,
     if loss_mask not in LOSS_MASKS:
         reader.problem(f"{path}.loss_mask", f"must be one of {', '.join(LOSS_MASKS)}, got {loss_mask!r}")
         loss_mask = defaults.loss_mask
+    share = _share(reader, table, path, "share", 0.5, "the share of stage 2's image views that are composites") \
+        if "share" in table else None
+    if share is not None and share <= 0:
+        reader.problem(f"{path}.share", "must be above 0: stage 2 trains on composites")
+    if share is not None and "repeats" in table:
+        reader.problem(f"{path}.share", "sets the composites' repeats itself; remove composite.repeats")
     return replace(
         settings,
+        share=share,
         loss_mask=loss_mask,
         mask_floor=_share(reader, table, path, "mask_floor", defaults.mask_floor,
                           "the loss weight outside the figures or around the seam"),
@@ -348,6 +355,14 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
         stage1_table.pop(key, None)
     overrides = {key: _parse_overrides(reader, stage1_table if key == "stage1" else data.get(key, {}), key)
                  for key in ("training", *STAGES)}
+    if composite.share is not None and mode == "joint":
+        reader.problem("composite.share", "is the composites' share of stage 2; joint mode has no stage 2")
+    elif composite.share is not None and composite.share < 1 and not replay:
+        reader.problem("composite.share", f"is {composite.share}: the rest of stage 2 are replayed originals, so "
+                       "set project.replay (e.g. 0.5), or share = 1")
+    elif composite.share == 1 and replay:
+        reader.problem("composite.share", "is 1 (composites only), but project.replay replays originals; "
+                       "remove one of them")
     if problems:
         raise OnetwoError(f"{file}: the project file has {len(problems)} problem(s):", problems)
     return Project(
