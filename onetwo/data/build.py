@@ -68,11 +68,13 @@ def _render(tasks: Iterable[Task]) -> Iterator[Result]:
     from onetwo.data.pixels import compose, compose_scene, loss_weight, save_image, with_alpha
 
     cells: dict[CellKey, tuple[Image.Image, Box]] = {}
+    loaded: dict[str, tuple[Image.Image, Image.Image]] = {}  # scenes' whole sources and masks
     for sources, geo, image_format, target in tasks:
         try:
             union = None
             if geo.figures:
-                image, union = compose_scene([Path(source) for source in sources], geo)
+                image, union = compose_scene([Path(source) for source in sources], geo, geo.loss_mask == "figures",
+                                             loaded)
                 boxes: list[Box] = [figure.crop for figure in geo.figures]
             else:
                 image, boxes = compose([Path(source) for source in sources], geo, cells)
@@ -83,6 +85,8 @@ def _render(tasks: Iterable[Task]) -> Iterator[Result]:
             yield target, [[round(value, 2) for value in box] for box in boxes], None
         while len(cells) > CELLS_KEPT:
             del cells[next(iter(cells))]
+        while len(loaded) > CELLS_KEPT:
+            del loaded[next(iter(loaded))]
 
 
 def _render_batch(batch: list[Task]) -> list[Result]:

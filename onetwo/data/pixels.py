@@ -160,45 +160,55 @@ def compose(sources: list[Path], geo: Geometry,
     return canvas, boxes
 
 
-def load_figure(path: Path, figure: SceneFigure, background: tuple[int, int, int]) -> tuple[Image.Image, Image.Image]:
-    """A scene figure's crop of the source (transparency flattened onto `background`) and of its mask, resized to
-    the figure's size: the RGB and the weight it is pasted with."""
-    crop = figure.crop
-    scale = (crop[2] - crop[0]) / figure.width
+def load_source(path: Path, mask_file: str, background: tuple[int, int, int]) -> tuple[Image.Image, Image.Image]:
+    """A scene source whole: upright, transparency flattened onto `background`, RGB; and its figure mask. Scenes
+    that share a source in a row reuse this (`compose_scene`'s `sources`), as side-by-side ones reuse cells."""
     with Image.open(path) as image:
-        orientation = image.getexif().get(0x0112, 1)
-        raw_width, raw_height = image.size
-        upright = (raw_height, raw_width) if orientation in TRANSPOSING_ORIENTATIONS else (raw_width, raw_height)
-        if image.format == "JPEG" and scale >= 2:
-            image.draft("RGB", (math.ceil(raw_width / scale), math.ceil(raw_height / scale)))
         image.load()
-        upright_image = ImageOps.exif_transpose(image) if orientation != 1 else image
-        ratio = upright_image.size[0] / upright[0]
-        resizable = _to_resizable(upright_image)
-    box: Box = (crop[0] * ratio, crop[1] * ratio, crop[2] * ratio, crop[3] * ratio)
-    if resizable.mode == "RGBA":
-        resizable, box = _flattened_region(resizable, box, scale * ratio, background)
-    rgb = resizable.resize((figure.width, figure.height), Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
-    with Image.open(figure.mask) as mask:
-        weight = mask.convert("L").resize((figure.width, figure.height), Image.Resampling.BILINEAR, box=crop,
-                                          reducing_gap=REDUCING_GAP)
-    return (rgb if rgb.mode == "RGB" else rgb.convert("RGB")), weight
+        upright = _to_resizable(ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image)
+    if upright.mode == "RGBA":  # flattened before resampling, so no colour under full transparency bleeds in
+        canvas = Image.new("RGB", upright.size, background)
+        canvas.paste(upright, mask=upright.getchannel("A"))
+        upright = canvas
+    elif upright.mode != "RGB":
+        upright = upright.convert("RGB")
+    with Image.open(mask_file) as mask:
+        mask.load()
+        return upright, mask.convert("L")
 
 
-def compose_scene(sources: list[Path], geo: Geometry) -> tuple[Image.Image, Image.Image]:
-    """The scene on one background, and the union of the figures' masks where they landed."""
+def load_figure(source: tuple[Image.Image, Image.Image], figure: SceneFigure) -> tuple[Image.Image, Image.Image]:
+    """A scene figure's crop of the source and of its mask, resized to the figure's size: the RGB and the weight
+    it is pasted with."""
+    rgb, mask = source
+    size = (figure.width, figure.height)
+    return (rgb.resize(size, Image.Resampling.LANCZOS, box=figure.crop, reducing_gap=REDUCING_GAP),
+            mask.resize(size, Image.Resampling.BILINEAR, box=figure.crop, reducing_gap=REDUCING_GAP))
+
+
+def compose_scene(sources: list[Path], geo: Geometry, union_wanted: bool = True,
+                  loaded: MutableMapping[str, tuple[Image.Image, Image.Image]] | None = None
+                  ) -> tuple[Image.Image, Image.Image | None]:
+    """The scene on one background, and (where wanted) the union of the figures' masks where they landed."""
     canvas = Image.new("RGB", (geo.width, geo.height), geo.background)
-    union = Image.new("L", (geo.width, geo.height), 0)
+    union = Image.new("L", (geo.width, geo.height), 0) if union_wanted else None
     for index in geo.front:
         figure = geo.figures[index]
-        rgb, weight = load_figure(sources[index], figure, geo.background)
+        key = f"{sources[index]}\0{figure.mask}\0{geo.background}"
+        source = loaded.pop(key, None) if loaded is not None else None
+        if source is None:
+            source = load_source(sources[index], figure.mask, geo.background)
+        if loaded is not None:
+            loaded[key] = source  # re-inserted last: the caller evicts the oldest first
+        rgb, weight = load_figure(source, figure)
         canvas.paste(rgb, (figure.left, figure.top), weight)
-        placed = Image.new("L", union.size, 0)
-        placed.paste(weight, (figure.left, figure.top))
-        union = ImageChops.lighter(union, placed)
+        if union is not None:
+            placed = Image.new("L", union.size, 0)
+            placed.paste(weight, (figure.left, figure.top))
+            union = ImageChops.lighter(union, placed)
     if geo.mirrored:
         canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        union = union.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        union = union.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if union is not None else None
     return canvas, union
 
 
