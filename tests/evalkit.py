@@ -4,14 +4,16 @@ models' input and output names and shapes, built at test time, that the real wra
 - Characters are colour palettes (a body colour and a head colour) on a near-white background; a figure fills a
   quarter of the width. Pairs sit centred at 1/4 and 3/4 of the width, singles at 1/2, three figures at 1/8, 1/2
   and 7/8.
-- The detector stand-in (`images` (1, 3, 640, 640) → `output0` (1, 5, 8400), YOLOv8's layout) scores 13 full-height
+- The detector stand-in (`images` (1, 3, 640, 640) → `output0` (1, 5, 8400), YOLOv8's layout; a dynamic batch axis
+  or another input size on request) scores 13 full-height
   strips a quarter of the width wide, 1/16 apart, by the share of their columns that hold any non-white pixel, and
   finds the figures' common top and bottom; the real post-processing (confidence, NMS) keeps one strip per figure.
 - The embedder stand-in (`input` (N, 3, 384, 384) CLIP-normalised → `output` (N, 768)) undoes the normalisation,
   averages 4x4 blocks, gives each block to its nearest palette colour (a 1x1 convolution and a sharp softmax) and
   averages again: a colour histogram, background bin dropped. The metric head (`input` (N, 768) → `output`
-  (N, N)) is 1 - cosine similarity, and metrics.json's threshold is 0.3: one character differs by 0, two by 1, a
-  half-and-half blend by 0.29 from both.
+  (N, N)) puts 1 - cosine similarity c on the real CCIP's scale, 0.16 + 0.24 c³, and metrics.json's threshold is
+  the real 0.178: one character differs by about 0.16, two by 0.40, a half-and-half blend by about 0.166 from both
+  (within the blend margin), a figure three quarters one character by 0.16 from it and 0.24 from the other.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ CHARACTERS = {  # body, head
 }
 BACKGROUND = (255, 255, 255)
 SEAM_BACKGROUND = (232, 238, 255)  # light enough to be background, different enough to make a seam
-THRESHOLD = 0.3
+THRESHOLD = 0.178  # the real CCIP's metrics.json (ccip-caformer-24-randaug-pruned)
+SAME, DIFFERENT = 0.16, 0.40  # the stand-in metric's differences for one character and for two
 SIZE = 512
 
 
@@ -76,6 +79,12 @@ def scene(figures: Sequence[str | tuple[str, str]], seam: bool = False, size: in
         else:
             draw_figure(image, centre * size, size / 4, CHARACTERS[figure])
     return image
+
+
+def figure_mask(image: Image.Image) -> Image.Image:
+    """Where a scene is not background: the alpha a cut-out of it would carry."""
+    pixels = np.asarray(image.convert("RGB"), np.int16)
+    return Image.fromarray(((np.abs(pixels - BACKGROUND).sum(axis=2) > 0) * 255).astype(np.uint8), "L")
 
 
 @dataclass(frozen=True)
@@ -169,9 +178,7 @@ def seam_set(count: int = 40, seed: int = 0, size: int = 384) -> tuple[list[Imag
 
 DETECTOR_INPUT = 640
 ANCHORS = 8400
-STRIP = DETECTOR_INPUT // 4
-STRIDE = DETECTOR_INPUT // 16
-STRIPS = (DETECTOR_INPUT - STRIP) // STRIDE + 1  # 13
+STRIPS = 13  # a quarter of the width wide, 1/16 apart
 FEATURES = 768
 
 
@@ -193,24 +200,30 @@ def _model(nodes, inputs, outputs, initializers, metadata: dict[str, str] | None
     return model
 
 
-def detector_model(batch: int | str = 1):
-    """YOLOv8 person detector stand-in; `batch` 1 is a static export like the real one, a name makes it dynamic."""
+def detector_model(batch: int | str = 1, height: int | str = DETECTOR_INPUT, width: int | str = DETECTOR_INPUT,
+                   imgsz: tuple[int, int] | None = (DETECTOR_INPUT, DETECTOR_INPUT)):
+    """YOLOv8 person detector stand-in; `batch` 1 is a static export like the real one, a name makes it dynamic.
+    `height` and `width` are the input's dimensions (a name: dynamic), `imgsz` the metadata the exporter writes,
+    (height, width) as ultralytics writes it, or None for none. The strips are laid out for the `imgsz` width
+    (or 640)."""
     from onnx import TensorProto, helper
 
     f32 = TensorProto.FLOAT
-    centres = (STRIP / 2 + STRIDE * np.arange(STRIPS, dtype=np.float32))[None, None, :]
+    laid_out = imgsz[1] if imgsz else DETECTOR_INPUT
+    strip, stride = laid_out // 4, laid_out // 16
+    centres = (strip / 2 + stride * np.arange(STRIPS, dtype=np.float32))[None, None, :]
     nodes = [
-        helper.make_node("ReduceMin", ["images"], ["darkest"], axes=[1], keepdims=1),  # (1,1,H,W)
+        helper.make_node("ReduceMin", ["images"], ["darkest"], axes=[1], keepdims=1),  # (B,1,H,W)
         helper.make_node("Sub", ["white_cut", "darkest"], ["below"]),
         helper.make_node("Mul", ["below", "sharp"], ["scaled"]),
         helper.make_node("Clip", ["scaled", "zero", "one"], ["ink"]),  # 1 where a pixel is not near-white
-        helper.make_node("ReduceMax", ["ink"], ["columns"], axes=[2], keepdims=1),  # (1,1,1,W)
-        helper.make_node("AveragePool", ["columns"], ["share"], kernel_shape=[1, STRIP], strides=[1, STRIDE]),
-        helper.make_node("Reshape", ["share", "strip_shape"], ["share3"]),  # (1,1,13)
+        helper.make_node("ReduceMax", ["ink"], ["columns"], axes=[2], keepdims=1),  # (B,1,1,W)
+        helper.make_node("AveragePool", ["columns"], ["share"], kernel_shape=[1, strip], strides=[1, stride]),
+        helper.make_node("Reshape", ["share", "strip_shape"], ["share3"]),  # (B,1,13)
         helper.make_node("Sub", ["share3", "share_cut"], ["over"]),
         helper.make_node("Mul", ["over", "share_gain"], ["raw_score"]),
         helper.make_node("Clip", ["raw_score", "zero", "one"], ["score"]),
-        helper.make_node("ReduceMax", ["ink"], ["rows"], axes=[3], keepdims=1),  # (1,1,H,1)
+        helper.make_node("ReduceMax", ["ink"], ["rows"], axes=[3], keepdims=1),  # (B,1,H,1)
         helper.make_node("ArgMax", ["rows"], ["top_i"], axis=2, keepdims=1),
         helper.make_node("ArgMax", ["rows"], ["bottom_i"], axis=2, keepdims=1, select_last_index=1),
         helper.make_node("Cast", ["top_i"], ["top"], to=f32),
@@ -220,28 +233,33 @@ def detector_model(batch: int | str = 1):
         helper.make_node("Mul", ["rim1", "half"], ["cy1"]),
         helper.make_node("Sub", ["bottom", "top"], ["span"]),
         helper.make_node("Add", ["span", "one"], ["h1"]),
-        helper.make_node("Reshape", ["cy1", "one_shape"], ["cy_s"]),
+        helper.make_node("Reshape", ["cy1", "one_shape"], ["cy_s"]),  # (B,1,1)
         helper.make_node("Reshape", ["h1", "one_shape"], ["h_s"]),
-        helper.make_node("Expand", ["cy_s", "strip_shape"], ["cy"]),
-        helper.make_node("Expand", ["h_s", "strip_shape"], ["h"]),
-        helper.make_node("Concat", ["cx", "cy", "w", "h", "score"], ["strips"], axis=1),  # (1,5,13)
-        helper.make_node("Concat", ["strips", "padding"], ["output0"], axis=2),  # (1,5,8400)
+        helper.make_node("Mul", ["score", "zero"], ["nothing"]),  # (B,1,13) zeros: broadcasts the rest to B
+        helper.make_node("Add", ["nothing", "cy_s"], ["cy"]),
+        helper.make_node("Add", ["nothing", "h_s"], ["h"]),
+        helper.make_node("Add", ["nothing", "cx_row"], ["cx"]),
+        helper.make_node("Add", ["nothing", "w_row"], ["w"]),
+        helper.make_node("Concat", ["cx", "cy", "w", "h", "score"], ["strips"], axis=1),  # (B,5,13)
+        helper.make_node("Pad", ["strips", "padding"], ["output0"]),  # (B,5,8400)
     ]
     initializers = [
         _initializer("white_cut", np.float32(0.9)), _initializer("sharp", np.float32(100.0)),
         _initializer("zero", np.float32(0.0)), _initializer("one", np.float32(1.0)),
         _initializer("half", np.float32(0.5)),
         _initializer("share_cut", np.float32(0.6)), _initializer("share_gain", np.float32(2.5)),
-        _initializer("strip_shape", np.array([1, 1, STRIPS], np.int64)),
-        _initializer("one_shape", np.array([1, 1, 1], np.int64)),
-        _initializer("cx", centres.astype(np.float32)),
-        _initializer("w", np.full((1, 1, STRIPS), STRIP, np.float32)),
-        _initializer("padding", np.zeros((1, 5, ANCHORS - STRIPS), np.float32)),
+        _initializer("strip_shape", np.array([-1, 1, STRIPS], np.int64)),
+        _initializer("one_shape", np.array([-1, 1, 1], np.int64)),
+        _initializer("cx_row", centres.astype(np.float32)),
+        _initializer("w_row", np.full((1, 1, STRIPS), strip, np.float32)),
+        _initializer("padding", np.array([0, 0, 0, 0, 0, ANCHORS - STRIPS], np.int64)),
     ]
-    inputs = [helper.make_tensor_value_info("images", f32, [batch, 3, DETECTOR_INPUT, DETECTOR_INPUT])]
-    outputs = [helper.make_tensor_value_info("output0", f32, [1, 5, ANCHORS])]
-    return _model(nodes, inputs, outputs, initializers,
-                  {"imgsz": json.dumps([DETECTOR_INPUT, DETECTOR_INPUT]), "names": "{0: 'person'}"})
+    inputs = [helper.make_tensor_value_info("images", f32, [batch, 3, height, width])]
+    outputs = [helper.make_tensor_value_info("output0", f32, [batch, 5, ANCHORS])]
+    metadata = {"names": "{0: 'person'}"}
+    if imgsz:
+        metadata["imgsz"] = json.dumps(list(imgsz))
+    return _model(nodes, inputs, outputs, initializers, metadata)
 
 
 def embedder_models(colours: Sequence[tuple[int, int, int]] | None = None):
@@ -282,13 +300,19 @@ def embedder_models(colours: Sequence[tuple[int, int, int]] | None = None):
         helper.make_node("Div", ["input", "safe_norm"], ["unit"]),
         helper.make_node("Transpose", ["unit"], ["unit_t"], perm=[1, 0]),
         helper.make_node("MatMul", ["unit", "unit_t"], ["cosine"]),
-        helper.make_node("Sub", ["one", "cosine"], ["output"]),
+        helper.make_node("Sub", ["one", "cosine"], ["apart"]),
+        helper.make_node("Clip", ["apart", "zero", "one"], ["clipped"]),
+        helper.make_node("Pow", ["clipped", "three"], ["cubed"]),
+        helper.make_node("Mul", ["cubed", "spread"], ["stretched"]),
+        helper.make_node("Add", ["stretched", "same"], ["output"]),
     ]
     metrics = _model(
         metric_nodes,
         [helper.make_tensor_value_info("input", f32, ["n", FEATURES])],
         [helper.make_tensor_value_info("output", f32, ["n", "n"])],
-        [_initializer("tiny", np.float32(1e-6)), _initializer("one", np.float32(1.0))])
+        [_initializer("tiny", np.float32(1e-6)), _initializer("one", np.float32(1.0)),
+         _initializer("zero", np.float32(0.0)), _initializer("three", np.float32(3.0)),
+         _initializer("spread", np.float32(DIFFERENT - SAME)), _initializer("same", np.float32(SAME))])
     return features, metrics
 
 

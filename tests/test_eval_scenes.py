@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 pytest.importorskip("numpy", reason="onetwo eval needs numpy: pip install 'onetwo[eval]'")
 pytest.importorskip("onnxruntime", reason="onetwo eval needs onnxruntime: pip install 'onetwo[eval]'")
@@ -92,3 +93,25 @@ def test_a_rerun_scores_only_new_images(backends: Backends, tmp_path: Path) -> N
     expected = Counter(case.label for case in evalkit.scene_cases()[4:6])
     assert Counter(item.verdict.label for item in scored[4:]) == expected
     assert FeatureCache(tmp_path / "cache", "other models").entries == {}  # another model pair starts afresh
+
+
+def test_a_transparent_reference_embeds_as_its_flattened_twin(backends: Backends, tmp_path: Path) -> None:
+    """A cut-out whose transparent pixels are stored black is seen on the composites' background, as training saw
+    it, not on the black under its alpha."""
+    references = evalkit.reference_images(tmp_path / "refs", count=1)
+    twin = references["aoi"][0]
+    opaque = Image.open(twin).convert("RGB")
+    cutout = Image.new("RGBA", opaque.size, (0, 0, 0, 0))
+    cutout.paste(opaque, mask=evalkit.figure_mask(opaque))
+    cutout.save(tmp_path / "refs" / "aoi" / "cutout.png")
+    assert cutout.getpixel((0, 0)) == (0, 0, 0, 0)
+    cache = FeatureCache(tmp_path / "cache", "stand-ins")
+    flat = reference_features(references, backends, cache)
+    cut = reference_features({**references, "aoi": [tmp_path / "refs" / "aoi" / "cutout.png"]}, backends, cache)
+    np = pytest.importorskip("numpy")
+    assert np.allclose(cut["aoi"], flat["aoi"], atol=1e-4)
+    samples = write_scenes(tmp_path / "samples", 1, [evalkit.Case(("aoi", "midori"), ("aoi", "midori"), "correct"),
+                                                    evalkit.Case(("aoi",), ("aoi",), "correct")])
+    assert [item.verdict.label for item in score_samples(samples, cut, backends, SETTINGS, cache)] == ["correct"] * 2
+    on_grey = reference_features({"aoi": [tmp_path / "refs" / "aoi" / "cutout.png"]}, backends, cache, (128, 128, 128))
+    assert not np.allclose(on_grey["aoi"], flat["aoi"], atol=1e-4)  # flattened onto the background it is given

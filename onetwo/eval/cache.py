@@ -16,7 +16,7 @@ import numpy as np
 
 from onetwo.fsutil import write_bytes_atomic
 
-VERSION = 2  # 2: keys name the role
+VERSION = 3  # 2: keys name the role; 3: references flattened onto the background, keyed by it
 ROLES = ("reference", "sample")
 
 
@@ -27,11 +27,12 @@ class Entry:
     seam: float | None
 
 
-def file_key(path: Path, role: str) -> str:
+def file_key(path: Path, role: str, variant: str = "") -> str:
+    """`variant`: what else the entry depends on (a reference's flattening background)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     stat = path.stat()
-    return f"{role}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return f"{role}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{variant}"
 
 
 class FeatureCache:

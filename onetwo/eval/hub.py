@@ -31,14 +31,21 @@ def embedder_files(model: str = EMBEDDER_MODEL) -> dict[str, HubFile]:
             "threshold": HubFile(EMBEDDER_REPO, f"{model}/metrics.json")}
 
 
-def cache_dir() -> str | None:
-    """$HF_HUB_CACHE, then $HF_HOME/hub, else huggingface_hub's default (~/.cache/huggingface/hub); read at call
-    time, so a changed environment counts."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return str(Path(os.environ["HF_HOME"]) / "hub")
-    return None
+def cache_dir() -> str:
+    """Where huggingface_hub keeps its files, found as it finds them (its `constants`): $HF_HUB_CACHE, then the
+    legacy $HUGGINGFACE_HUB_CACHE, then $HF_HOME/hub, then $XDG_CACHE_HOME/huggingface/hub, then
+    ~/.cache/huggingface/hub. Read at call time, so a changed environment counts (huggingface_hub reads it once, at
+    import)."""
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(variable):
+            return _expand(os.environ[variable])
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME")
+                                                     or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    return os.path.join(_expand(home), "hub")
+
+
+def _expand(path: str) -> str:
+    return os.path.expandvars(os.path.expanduser(path))
 
 
 def resolve(files: dict[str, HubFile], offline: bool) -> dict[str, Path]:
@@ -62,7 +69,7 @@ def resolve(files: dict[str, HubFile], offline: bool) -> dict[str, Path]:
         except Exception as exc:  # network, authentication or a missing file: all end the same way for the user
             missing.append(f"{item.repo}: {item.path} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
     if missing:
-        where = cache_dir() or "the default huggingface cache (~/.cache/huggingface/hub)"
+        where = cache_dir()
         fix = ("fetch them once with network access (run without --offline, or `hf download <repo> <file>`)"
                if offline else "check the network, or copy the files into the cache and use --offline")
         raise OnetwoError(f"model file(s) not in {where}; {fix}:", missing)

@@ -3,7 +3,8 @@
 Contracts, as deepghs/imgutils (MIT) runs these models (`imgutils/generic/yolo.py`, `imgutils/metrics/ccip.py`):
 
 - detector `model.onnx`: input `images`, float32 (1, 3, H, W), RGB in [0, 1], the picture stretched (not
-  letterboxed) to the `imgsz` of the model's metadata (640x640 when absent); output `output0`, (1, 4 + classes,
+  letterboxed) to the input's fixed H and W, else the `imgsz` of the model's metadata ([H, W], 640x640 when
+  absent); a dynamic batch axis takes several pictures a call; output `output0`, (1, 4 + classes,
   anchors): per anchor a centre-x, centre-y, width, height box in input pixels and one score per class. Kept: the
   anchors whose best class score passes `conf` (0.3), then greedy non-maximum suppression at IoU `iou` (0.5), boxes
   scaled back to the picture.
@@ -74,15 +75,27 @@ def yolo_boxes(output: np.ndarray, conf: float, iou: float, image_size: tuple[in
     return sorted(boxes, key=lambda box: box.centre_x)
 
 
+def input_size(shape: Sequence, metadata: dict[str, str]) -> tuple[int, int]:
+    """The (width, height) to stretch pictures to: the input's own height and width where the export fixed them
+    (nothing else runs), else the `imgsz` metadata read as ultralytics' exporter writes it, [height, width] (imgutils
+    unpacks it as width, height; the two agree on the square models deepghs publishes), else 640x640."""
+    height, width = (shape[2], shape[3]) if len(shape) == 4 else (None, None)
+    if isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0:
+        return width, height
+    size = json.loads(metadata["imgsz"]) if "imgsz" in metadata else [640, 640]
+    if isinstance(size, int):
+        size = [size, size]
+    return int(size[1]), int(size[0])
+
+
 class YoloPersonDetector:
     def __init__(self, model_file: Path, name: str, conf: float = 0.3, iou: float = 0.5):
         self.session = open_session(model_file)
         self.name = f"{name}@conf{conf:g},iou{iou:g}"
         self.conf, self.iou = conf, iou
-        meta = self.session.get_modelmeta().custom_metadata_map
-        size = json.loads(meta["imgsz"]) if "imgsz" in meta else [640, 640]
-        self.input_size = (int(size[1]), int(size[0]))  # imgsz is (height, width); PIL sizes are (width, height)
-        batch = self.session.get_inputs()[0].shape[0]
+        shape = self.session.get_inputs()[0].shape
+        self.input_size = input_size(shape, self.session.get_modelmeta().custom_metadata_map)
+        batch = shape[0]
         self.batch = 8 if not isinstance(batch, int) or batch < 1 else batch  # a static export takes one at a time
 
     def encode(self, image: Image.Image) -> np.ndarray:

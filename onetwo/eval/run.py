@@ -23,7 +23,7 @@ from onetwo.eval.report import (
     write_json,
 )
 from onetwo.eval.samples import IMAGE_SUFFIXES, Sample, folder_samples, stage_samples
-from onetwo.eval.score import Scored, Settings, load_rgb, reference_features, score_samples
+from onetwo.eval.score import Scored, Settings, load_reference, load_rgb, reference_features, score_samples
 from onetwo.eval.seam import SeamCalibration, calibrate, seam_score
 from onetwo.eval.stats import BestEpoch, BestEpochRule, best_epoch
 from onetwo.kohya.render import sample_prompt_groups
@@ -86,10 +86,11 @@ def evenly(items: Sequence, count: int) -> list:
 
 
 def calibrate_seam(project: Project, originals: Sequence[Path]) -> SeamCalibration:
+    background = project.composite.background
     composites = sorted(path for path in project.composite_dir.glob("*")
                         if path.suffix.lower() in IMAGE_SUFFIXES) if project.composite_dir.is_dir() else []
     positives = [seam_score(load_rgb(path)) for path in evenly(composites, CALIBRATION_IMAGES)]
-    negatives = [seam_score(load_rgb(path)) for path in evenly(originals, CALIBRATION_IMAGES)]
+    negatives = [seam_score(load_reference(path, background)) for path in evenly(originals, CALIBRATION_IMAGES)]
     return calibrate(positives, negatives, f"{len(positives)} composites of {project.composite_dir} vs "
                                            f"{len(negatives)} originals")
 
@@ -132,7 +133,7 @@ def evaluate(project: Project, options: Options, progress=None) -> Outcome:
                         seam.threshold)
     cache = FeatureCache(project.work_dir / "eval" / "cache",
                          f"{backends.detector.name}|{backends.embedder.name}")
-    reference_vectors = reference_features(references, backends, cache)
+    reference_vectors = reference_features(references, backends, cache, project.composite.background)
     hits_before = cache.hits
     scored = score_samples(samples, reference_vectors, backends, settings, cache, progress)
     cache.save()

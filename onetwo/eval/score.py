@@ -18,6 +18,7 @@ from onetwo.eval.seam import seam_score
 
 IMAGE_BATCH = 16
 MAX_FIGURES = 8  # more boxes than this in one sample is noise: keep the most confident
+WHITE = (255, 255, 255)
 
 
 @dataclass(frozen=True)
@@ -38,21 +39,31 @@ def load_rgb(path: Path) -> Image.Image:
         return image.convert("RGB")
 
 
+def load_reference(path: Path, background: tuple[int, int, int]) -> Image.Image:
+    """A training image as training saw it: upright, transparency flattened onto the composites' background (a
+    cut-out's transparent pixels are often stored black, which CCIP would otherwise see)."""
+    from onetwo.data.pixels import load_upright
+
+    return load_upright(path, background)
+
+
 def _analyse(paths: Sequence[Path], backends: Backends, cache: FeatureCache, whole: bool,
-             progress: Callable[[int], None] | None = None) -> dict[Path, Entry]:
+             progress: Callable[[int], None] | None = None,
+             background: tuple[int, int, int] = WHITE) -> dict[Path, Entry]:
     """Cache lookups first; the rest in batches: one detector call and one embedder call per batch."""
     role = "reference" if whole else "sample"
+    variant = f"on {bytes(background).hex()}" if whole else ""  # a reference's vector depends on the background
     result: dict[Path, Entry] = {}
     todo = []
     for path in paths:
-        entry = cache.get(file_key(path, role))
+        entry = cache.get(file_key(path, role, variant))
         if entry is not None:
             result[path] = entry
         else:
             todo.append(path)
     for start in range(0, len(todo), IMAGE_BATCH):
         chunk = todo[start:start + IMAGE_BATCH]
-        images = [load_rgb(path) for path in chunk]
+        images = [load_reference(path, background) if whole else load_rgb(path) for path in chunk]
         if whole:
             boxes_per_image = [[Box(0, 0, image.width, image.height, 1.0)] for image in images]
         else:
@@ -65,17 +76,19 @@ def _analyse(paths: Sequence[Path], backends: Backends, cache: FeatureCache, who
             entry = Entry(tuple((box.x0, box.y0, box.x1, box.y1, box.score) for box in boxes),
                           features[row:row + len(boxes)], None if whole else seam_score(image))
             row += len(boxes)
-            cache.put(file_key(path, role), entry)
+            cache.put(file_key(path, role, variant), entry)
             result[path] = entry
         if progress:
             progress(len(chunk))
     return result
 
 
-def reference_features(references: dict[str, Sequence[Path]], backends: Backends,
-                       cache: FeatureCache) -> dict[str, np.ndarray]:
-    """Each character's reference images, embedded whole (they show one character each)."""
-    entries = _analyse([path for paths in references.values() for path in paths], backends, cache, whole=True)
+def reference_features(references: dict[str, Sequence[Path]], backends: Backends, cache: FeatureCache,
+                       background: tuple[int, int, int] = WHITE) -> dict[str, np.ndarray]:
+    """Each character's reference images, embedded whole (they show one character each), transparency flattened
+    onto `background` (the project's `composite.background`)."""
+    entries = _analyse([path for paths in references.values() for path in paths], backends, cache, whole=True,
+                       background=background)
     return {name: np.concatenate([entries[path].features for path in paths]) for name, paths in references.items()}
 
 
