@@ -68,13 +68,17 @@ def draw_figure(image: Image.Image, centre_x: float, width: float,
 
 
 def scene(figures: Sequence[str | tuple[str, str]], seam: bool = False, size: int = SIZE) -> Image.Image:
-    """Figures left to right: a character name, or (name, name) for a half-and-half blend."""
+    """Figures left to right: a character name, (name, name) for a half-and-half blend, or (name, other, "head")
+    for the one's body with the other's head (a trait swap)."""
     image = Image.new("RGB", (size, size), BACKGROUND)
     if seam:
         ImageDraw.Draw(image).rectangle((size // 2, 0, size, size), fill=SEAM_BACKGROUND)
     centres = {0: [], 1: [0.5], 2: [0.25, 0.75], 3: [0.125, 0.5, 0.875]}[len(figures)]
     for figure, centre in zip(figures, centres, strict=True):
-        if isinstance(figure, tuple):
+        if isinstance(figure, tuple) and len(figure) == 3:  # (body of, head of, "head"): a trait swapped
+            body, head = CHARACTERS[figure[0]][0], CHARACTERS[figure[1]][1]
+            draw_figure(image, centre * size, size / 4, (body, head))
+        elif isinstance(figure, tuple):
             draw_figure(image, centre * size, size / 4, CHARACTERS[figure[0]], CHARACTERS[figure[1]])
         else:
             draw_figure(image, centre * size, size / 4, CHARACTERS[figure])
@@ -316,28 +320,119 @@ def embedder_models(colours: Sequence[tuple[int, int, int]] | None = None):
     return features, metrics
 
 
-def stand_in_backends(folder: Path):
-    """The real onnxruntime wrappers (onetwo.eval.onnx_models) on the stand-in models written into `folder`."""
+def stand_in_backends(folder: Path, tags: bool = False):
+    """The real onnxruntime wrappers (onetwo.eval.onnx_models) on the stand-in models written into `folder`; with
+    the tagger if `tags`."""
     from onetwo.eval.backends import Backends
-    from onetwo.eval.onnx_models import CcipEmbedder, YoloPersonDetector
+    from onetwo.eval.onnx_models import CcipEmbedder, WdTagger, YoloPersonDetector
 
     files = write_models(folder)
     return Backends(YoloPersonDetector(files["model"], "stand-in detector"),
-                    CcipEmbedder(files["features"], files["metrics"], files["threshold"], "stand-in embedder"))
+                    CcipEmbedder(files["features"], files["metrics"], files["threshold"], "stand-in embedder"),
+                    WdTagger(files["tagger"], files["tags"], "stand-in tagger") if tags else None)
+
+
+# The tagger stand-in's tags: each palette colour (body, head of each character) gives its tags when it covers more
+# than about 6 % of a figure; `1girl` whenever anything is drawn. Rating and character rows are there to be ignored.
+COLOUR_TAGS = {
+    "aoi": (("red_dress",), ("blue_hair", "hat")),
+    "midori": (("green_dress",), ("orange_hair", "ponytail")),
+    "murasaki": (("purple_dress",), ("yellow_hair", "twintails")),
+}
+TAGGER_INPUT = 448
+TAG_GAIN = 6.0
+
+
+def captions() -> dict[str, str]:
+    """Each character's caption, in the spelling users write (spaces): its colours' tags, and tags all share."""
+    return {name: ", ".join(["1girl", "smile", *(tag.replace("_", " ") for tags in parts for tag in tags)])
+            for name, parts in COLOUR_TAGS.items()}
+
+
+def tag_rows() -> list[tuple[str, int]]:
+    """selected_tags.csv's rows: (name, category), in the model's output order."""
+    rows = [("general", 9), ("sensitive", 9), ("1girl", 0)]
+    rows += [(tag, 0) for parts in COLOUR_TAGS.values() for tags in parts for tag in tags]
+    return rows + [(f"{name}_(onetwo)", 4) for name in COLOUR_TAGS]
+
+
+def tagger_model(batch: int | str = "batch"):
+    """wd v3 tagger stand-in: `input` (N, 448, 448, 3) BGR in [0, 255] → predictions (N, tags) and embeddings
+    (N, 1024). A colour histogram as in the embedder stand-in (BGR weights), background dropped and the rest
+    normalised, mapped to the tags of `tag_rows` and scaled by TAG_GAIN."""
+    from onnx import TensorProto, helper
+
+    f32 = TensorProto.FLOAT
+    centres = np.asarray(palette(), np.float32)[:, ::-1] / 255.0  # BGR
+    k = len(centres)
+    sharpness = 400.0
+    weight = (centres * sharpness)[:, :, None, None]
+    bias = -sharpness * (centres ** 2).sum(axis=1) / 2
+    rows = tag_rows()
+    mapping = np.zeros((k - 1, len(rows)), np.float32)  # palette colour (background dropped) → tag
+    colours = [colour for name in CHARACTERS for colour in ("body", "head")]
+    for column, (tag, category) in enumerate(rows):
+        if tag in ("1girl", "general") or category == 4:
+            mapping[:, column] = 1.0  # anything drawn (the character rows fire on anything: they must be ignored)
+        for index, (name, part) in enumerate(zip([n for n in CHARACTERS for _ in (0, 1)], colours, strict=True)):
+            if tag in COLOUR_TAGS[name][0 if part == "body" else 1]:
+                mapping[index, column] = 1.0
+    nodes = [
+        helper.make_node("Transpose", ["input"], ["planes"], perm=[0, 3, 1, 2]),
+        helper.make_node("Mul", ["planes", "to_unit"], ["unit"]),
+        helper.make_node("AveragePool", ["unit"], ["small"], kernel_shape=[4, 4], strides=[4, 4]),
+        helper.make_node("Conv", ["small", "weight", "bias"], ["logits"], kernel_shape=[1, 1]),
+        helper.make_node("Softmax", ["logits"], ["nearest"], axis=1),
+        helper.make_node("GlobalAveragePool", ["nearest"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["histogram"], axis=1),  # (N, K)
+        helper.make_node("Slice", ["histogram", "starts", "ends", "axes"], ["ink"]),  # background dropped
+        helper.make_node("ReduceSum", ["ink", "axes"], ["total"], keepdims=1),
+        helper.make_node("Add", ["total", "tiny"], ["safe_total"]),
+        helper.make_node("Div", ["ink", "safe_total"], ["shares"]),
+        helper.make_node("MatMul", ["shares", "mapping"], ["tag_share"]),
+        helper.make_node("Mul", ["tag_share", "gain"], ["raw"]),
+        helper.make_node("Clip", ["raw", "zero", "one"], ["predictions"]),
+        helper.make_node("MatMul", ["histogram", "projection"], ["embeddings"]),
+    ]
+    projection = np.zeros((k, 1024), np.float32)
+    projection[:, :k] = np.eye(k)
+    initializers = [
+        _initializer("to_unit", np.float32(1 / 255)), _initializer("weight", weight.astype(np.float32)),
+        _initializer("bias", bias.astype(np.float32)), _initializer("starts", np.array([1], np.int64)),
+        _initializer("ends", np.array([k], np.int64)), _initializer("axes", np.array([1], np.int64)),
+        _initializer("tiny", np.float32(1e-6)), _initializer("mapping", mapping),
+        _initializer("gain", np.float32(TAG_GAIN)), _initializer("zero", np.float32(0.0)),
+        _initializer("one", np.float32(1.0)), _initializer("projection", projection),
+    ]
+    inputs = [helper.make_tensor_value_info("input", f32, [batch, TAGGER_INPUT, TAGGER_INPUT, 3])]
+    outputs = [helper.make_tensor_value_info("predictions", f32, [batch, len(rows)]),
+               helper.make_tensor_value_info("embeddings", f32, [batch, 1024])]
+    return _model(nodes, inputs, outputs, initializers)
+
+
+def write_tag_csv(path: Path) -> Path:
+    """selected_tags.csv as SmilingWolf's repositories hold it: tag_id, name, category, count."""
+    lines = ["tag_id,name,category,count"]
+    lines += [f"{100 + index},{name},{category},{1000 - index}" for index, (name, category) in enumerate(tag_rows())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def write_models(folder: Path) -> dict[str, Path]:
     """The stand-ins as files, named like the real ones: model.onnx, model_feat.onnx, model_metrics.onnx,
-    metrics.json."""
+    metrics.json, and the tagger's model.onnx (here tagger.onnx) and selected_tags.csv."""
     import onnx
 
     folder.mkdir(parents=True, exist_ok=True)
     features, metrics = embedder_models()
     files = {"model": folder / "model.onnx", "features": folder / "model_feat.onnx",
-             "metrics": folder / "model_metrics.onnx", "threshold": folder / "metrics.json"}
+             "metrics": folder / "model_metrics.onnx", "threshold": folder / "metrics.json",
+             "tagger": folder / "tagger.onnx", "tags": folder / "selected_tags.csv"}
     onnx.save(detector_model(), files["model"])
     onnx.save(features, files["features"])
     onnx.save(metrics, files["metrics"])
+    onnx.save(tagger_model(), files["tagger"])
+    write_tag_csv(files["tags"])
     files["threshold"].write_text(json.dumps({"threshold": THRESHOLD}), encoding="utf-8")
     return files
 
@@ -346,7 +441,7 @@ def fake_hub_cache(cache: Path, models: dict[str, Path], commit: str = "0" * 40,
                    leave_out: Sequence[str] = ()) -> Path:
     """A huggingface_hub cache holding the stand-ins where the real files would be: models--<org>--<name>/
     snapshots/<commit>/<path>, with refs/main naming the commit."""
-    wanted = {**hub.detector_files(), **hub.embedder_files()}
+    wanted = {**hub.detector_files(), **hub.embedder_files(), **hub.tagger_files()}
     for role, item in wanted.items():
         if role in leave_out:
             continue
@@ -357,3 +452,38 @@ def fake_hub_cache(cache: Path, models: dict[str, Path], commit: str = "0" * 40,
         (repo_dir / "refs").mkdir(exist_ok=True)
         (repo_dir / "refs" / "main").write_text(commit, encoding="utf-8")
     return cache
+
+
+# ---- a stage's runs: epoch files and `onetwo sample` output ----------------------------------------------------
+
+def write_epoch_file(path: Path, epoch: int, started_at: float, salt: int = 0) -> str:
+    """A LoRA-shaped .safetensors file as one sd-scripts run saves it (`ss_training_started_at`, `ss_epoch`); `salt`
+    changes its tensor bytes, so each run's files hash apart. Returns its sshs_model_hash."""
+    import struct
+
+    from onetwo.kohya import hashes
+
+    data = bytes([salt % 256, epoch % 256]) * 8
+    header = {"__metadata__": {"ss_training_started_at": repr(started_at), "ss_epoch": str(epoch)},
+              "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight":
+                  {"dtype": "F16", "shape": [len(data) // 2], "data_offsets": [0, len(data)]}}
+    text = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    return hashes.compute(path)[0]
+
+
+def write_sampled(folder: Path, epoch_file: Path, epoch: int, prompt_index: int, characters: Sequence[str],
+                  seed: int, figures: Sequence[str] | None = None) -> Path:
+    """One `onetwo sample` image and its sidecar, as the sample command writes them; `figures` (default: the
+    prompted characters) is what the picture shows."""
+    from onetwo.kohya import hashes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{epoch_file.stem}__p{prompt_index:02d}__s{seed}"
+    scene(list(figures if figures is not None else characters)).save(folder / f"{stem}.png")
+    sidecar = {"lora_file": epoch_file.name, "sshs_model_hash": hashes.compute(epoch_file)[0], "epoch": epoch,
+               "prompt_index": prompt_index, "prompt": ", ".join(characters), "negative_prompt": "",
+               "characters": list(characters), "seed": seed, "settings": {"steps": 1, "width": SIZE}}
+    (folder / f"{stem}.json").write_text(json.dumps(sidecar), encoding="utf-8")
+    return folder / f"{stem}.png"

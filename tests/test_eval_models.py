@@ -16,7 +16,7 @@ pytest.importorskip("huggingface_hub", reason="onetwo eval needs huggingface_hub
 from onetwo.errors import OnetwoError  # noqa: E402
 from onetwo.eval import hub  # noqa: E402
 from onetwo.eval.backends import crop  # noqa: E402
-from onetwo.eval.onnx_models import CcipEmbedder, YoloPersonDetector, nms, open_session  # noqa: E402
+from onetwo.eval.onnx_models import CcipEmbedder, WdTagger, YoloPersonDetector, nms, open_session  # noqa: E402
 from tests import evalkit  # noqa: E402
 
 
@@ -146,3 +146,18 @@ def test_the_default_cache_is_under_xdg_cache_home(tmp_path: Path, monkeypatch: 
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert hub.cache_dir() == str(tmp_path / "xdg" / "huggingface" / "hub")
+
+
+def test_the_tagger_wrapper_feeds_bgr_on_white_and_keeps_general_tags(models: dict[str, Path]) -> None:
+    session = open_session(models["tagger"])
+    assert [(i.name, i.shape[1:]) for i in session.get_inputs()] == [("input", [448, 448, 3])]
+    assert len(session.get_outputs()) == 2  # predictions, then embeddings, as imgutils reads them
+    tagger = WdTagger(models["tagger"], models["tags"], "stand-in")
+    assert tagger.size == 448 and tagger.batch > 1
+    image = evalkit.scene(["aoi", "midori"])
+    aoi, midori = (crop(image, box) for box in YoloPersonDetector(models["model"], "d").detect([image])[0])
+    # a narrow crop padded on white (black padding would read as aoi's dark blue hair), colours read as BGR (read as
+    # RGB, aoi's red dress would be blue); the rating and character rows never come back
+    assert tagger.tag([aoi, midori]) == [("1girl", "red_dress", "blue_hair", "hat"),
+                                         ("1girl", "green_dress", "orange_hair", "ponytail")]
+    assert tagger.tag([]) == []

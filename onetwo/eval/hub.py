@@ -13,6 +13,8 @@ DETECTOR_REPO = "deepghs/anime_person_detection"
 DETECTOR_MODEL = "person_detect_v1.1_m"  # imgutils' default: level m, version v1.1
 EMBEDDER_REPO = "deepghs/ccip_onnx"
 EMBEDDER_MODEL = "ccip-caformer-24-randaug-pruned"  # imgutils' default CCIP model
+TAGGER_REPO = "deepghs/wd14_tagger_with_embeddings"  # where imgutils' tagging.wd14 fetches the model
+TAGGER_MODEL = "SmilingWolf/wd-swinv2-tagger-v3"  # imgutils' default, SwinV2_v3; its tag list is in its own repo
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,10 @@ def embedder_files(model: str = EMBEDDER_MODEL) -> dict[str, HubFile]:
     return {"features": HubFile(EMBEDDER_REPO, f"{model}/model_feat.onnx"),
             "metrics": HubFile(EMBEDDER_REPO, f"{model}/model_metrics.onnx"),
             "threshold": HubFile(EMBEDDER_REPO, f"{model}/metrics.json")}
+
+
+def tagger_files(model: str = TAGGER_MODEL) -> dict[str, HubFile]:
+    return {"tagger": HubFile(TAGGER_REPO, f"{model}/model.onnx"), "tags": HubFile(model, "selected_tags.csv")}
 
 
 def cache_dir() -> str:
@@ -48,7 +54,8 @@ def _expand(path: str) -> str:
     return os.path.expandvars(os.path.expanduser(path))
 
 
-def resolve(files: dict[str, HubFile], offline: bool) -> dict[str, Path]:
+def resolve(files: dict[str, HubFile], offline: bool, also: str = "") -> dict[str, Path]:
+    """`also`: more of a fix, said after the usual one."""
     try:
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
     except ImportError as exc:
@@ -72,5 +79,5 @@ def resolve(files: dict[str, HubFile], offline: bool) -> dict[str, Path]:
         where = cache_dir()
         fix = ("fetch them once with network access (run without --offline, or `hf download <repo> <file>`)"
                if offline else "check the network, or copy the files into the cache and use --offline")
-        raise OnetwoError(f"model file(s) not in {where}; {fix}:", missing)
+        raise OnetwoError(f"model file(s) not in {where}; {fix}{also}:", missing)
     return found

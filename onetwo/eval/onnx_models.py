@@ -12,10 +12,17 @@ Contracts, as deepghs/imgutils (MIT) runs these models (`imgutils/generic/yolo.p
   [0, 1] then normalised with CLIP's mean and std; output `output`, (N, 768). `model_metrics.onnx`: input `input`,
   (N, 768) stacked features, output `output`, (N, N) differences (about 0.17 for one character, 0.4 for two).
   `metrics.json` holds the published `threshold`: same character at or below it.
+- wd tagger (`imgutils/tagging/wd14.py`, SmilingWolf's v3 models as deepghs re-exports them with embeddings):
+  `model.onnx` input float32 (N, S, S, 3), the picture centred on a white square of its longer side, resized
+  bicubically to S (the input's own size, 448), BGR in [0, 255], not normalised; outputs (predictions (N, tags),
+  already sigmoid probabilities; embeddings). `selected_tags.csv` (from SmilingWolf's own repository): one row per
+  prediction, `name` (booru spelling, underscores) and `category` (0 general, 4 character, 9 rating). A general tag
+  is kept above 0.35, imgutils' default.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,3 +142,40 @@ class CcipEmbedder:
         """The metric head runs on the stacked vectors and answers every pair; keep the query-by-reference block."""
         (matrix,) = self.metrics.run(["output"], {"input": np.concatenate([queries, references]).astype(np.float32)})
         return matrix[:len(queries), len(queries):]
+
+
+class WdTagger:
+    GENERAL = "0"
+
+    def __init__(self, model_file: Path, tags_file: Path, name: str, threshold: float = 0.35):
+        self.session = open_session(model_file)
+        self.name = f"{name}@general{threshold:g}"
+        self.threshold = threshold
+        with tags_file.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        self.names = [row["name"] for row in rows]
+        self.general = np.array([row["category"].strip() == self.GENERAL for row in rows])
+        shape = self.session.get_inputs()[0].shape
+        self.size = int(shape[1]) if isinstance(shape[1], int) else 448
+        self.batch = 8 if not isinstance(shape[0], int) or shape[0] < 1 else shape[0]
+
+    def encode(self, image: Image.Image) -> np.ndarray:
+        side = max(image.size)
+        square = Image.new("RGB", (side, side), (255, 255, 255))
+        rgba = image.convert("RGBA")
+        square.paste(rgba, ((side - image.width) // 2, (side - image.height) // 2), mask=rgba)
+        if side != self.size:
+            square = square.resize((self.size, self.size), Image.BICUBIC)
+        return np.asarray(square, dtype=np.float32)[:, :, ::-1]
+
+    def tag(self, images: Sequence[Image.Image]) -> list[tuple[str, ...]]:
+        """Each picture's general tags above the threshold, most probable first."""
+        inputs, outputs = self.session.get_inputs()[0].name, self.session.get_outputs()[0].name
+        found: list[tuple[str, ...]] = []
+        for start in range(0, len(images), self.batch):
+            chunk = np.stack([self.encode(image) for image in images[start:start + self.batch]])
+            (predictions,) = self.session.run([outputs], {inputs: chunk})
+            for row in predictions:
+                kept = np.flatnonzero(self.general & (row > self.threshold))
+                found.append(tuple(self.names[index] for index in kept[np.argsort(-row[kept], kind="stable")]))
+        return found

@@ -3,8 +3,8 @@ calls are batched, and everything per image goes through the cache."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from onetwo.eval.cache import Entry, FeatureCache, file_key
 from onetwo.eval.identify import Verdict, classify, figures_of
 from onetwo.eval.samples import Sample
 from onetwo.eval.seam import seam_score
+from onetwo.eval.traits import figure_hint
 
 IMAGE_BATCH = 16
 MAX_FIGURES = 8  # more boxes than this in one sample is noise: keep the most confident
@@ -71,10 +72,13 @@ def _analyse(paths: Sequence[Path], backends: Backends, cache: FeatureCache, who
                                       key=lambda box: box.centre_x) for found in backends.detector.detect(images)]
         crops = [crop(image, box) for image, boxes in zip(images, boxes_per_image, strict=True) for box in boxes]
         features = backends.embedder.embed(crops) if crops else np.zeros((0, 0), np.float32)
+        tagger = None if whole else backends.tagger
+        tags = tagger.tag(crops) if tagger and crops else []
         row = 0
         for path, image, boxes in zip(chunk, images, boxes_per_image, strict=True):
             entry = Entry(tuple((box.x0, box.y0, box.x1, box.y1, box.score) for box in boxes),
-                          features[row:row + len(boxes)], None if whole else seam_score(image))
+                          features[row:row + len(boxes)], None if whole else seam_score(image),
+                          tuple(tags[row:row + len(boxes)]))
             row += len(boxes)
             cache.put(file_key(path, role, variant), entry)
             result[path] = entry
@@ -106,8 +110,10 @@ def character_distances(features: np.ndarray, references: dict[str, np.ndarray],
 
 
 def score_samples(samples: Sequence[Sample], references: dict[str, np.ndarray], backends: Backends,
-                  settings: Settings, cache: FeatureCache,
-                  progress: Callable[[int], None] | None = None) -> list[Scored]:
+                  settings: Settings, cache: FeatureCache, progress: Callable[[int], None] | None = None,
+                  distinctive: Mapping[str, frozenset[str]] | None = None) -> list[Scored]:
+    """`distinctive`: each character's distinctive caption tags, for the figures' trait-swap and merged hints
+    (where the backends tag figures)."""
     entries = _analyse([sample.path for sample in samples], backends, cache, whole=False, progress=progress)
     names = list(references)
     all_features = [entries[sample.path].features for sample in samples]
@@ -120,6 +126,10 @@ def score_samples(samples: Sequence[Sample], references: dict[str, np.ndarray], 
         entry = entries[sample.path]
         boxes = [box[:4] for box in entry.boxes]
         figures = figures_of(boxes, distances[row:row + count], names, settings.threshold, settings.blend_margin)
+        if distinctive is not None and len(entry.tags) == len(figures):
+            figures = tuple(replace(figure, tags=tags, hint=figure_hint(figure.name, figure.ambiguous, tags,
+                                                                        distinctive))
+                            for figure, tags in zip(figures, entry.tags, strict=True))
         row += count
         seam = float(entry.seam or 0.0)
         verdict = Verdict(sample.characters, classify(sample.characters, figures), figures,
