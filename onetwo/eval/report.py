@@ -195,7 +195,7 @@ def sheet_epochs(epochs: Sequence[int], best: int | None, rows: int = 6) -> list
 
 def contact_sheet(scored: Sequence[Scored], best: BestEpoch, target: Path, thumb: int = 192) -> Path:
     """One row per chosen epoch, its samples in prompt order: each with the figures' boxes and assigned names, and
-    its class (and LEAK) underneath."""
+    its class (and LEAK, trait swap, merged) underneath."""
     epochs = by_epoch(scored)
     rows = [epochs[epoch] for epoch in sheet_epochs(list(epochs), best.epoch)]
     columns = max((len(row) for row in rows), default=1)
@@ -222,7 +222,8 @@ def contact_sheet(scored: Sequence[Scored], best: BestEpoch, target: Path, thumb
             colour = LABEL_COLOURS.get(item.verdict.label, (0, 0, 0))
             draw.text((x, y + thumb + 2), f"{'/'.join(item.sample.characters)}"[:30], fill="black", font=font)
             leak = " LEAK" if item.verdict.leak else ""
-            draw.text((x, y + thumb + 17), f"{item.verdict.label}{leak}", fill=colour, font=font)
+            hints = "".join(f" {hint.replace('_', ' ')}" for hint in sorted(item.verdict.hints))
+            draw.text((x, y + thumb + 17), f"{item.verdict.label}{leak}{hints}", fill=colour, font=font)
     with atomic_path(target) as tmp:
         sheet.save(tmp, format="PNG")
     return target
