@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from onetwo.kohya import hashes
 from onetwo.project.config import Project
 from onetwo.project.file import load_project
 from tests.kohya_hashes import kohya_hashes
@@ -294,17 +296,34 @@ def test_eval_scores_the_tiny_models_samples(trained: Trained, tmp_path: Path, m
     models = evalkit.write_models(tmp_path / "models")
     monkeypatch.setenv("HF_HUB_CACHE", str(evalkit.fake_hub_cache(tmp_path / "hub", models)))
     project = trained.project
+    samples = sorted((project.output_dir / "sample").glob("e2e-stage2_e*.png"))
+    # an earlier run's sample (written before this run's ss_training_started_at) and `onetwo sample` images, one of
+    # an epoch file sd-scripts saved (its hash as the sample command records it), one of a file no longer there
+    earlier = samples[0].with_name(re.sub(r"_\d{14}_", "_20000101000000_", samples[0].name))
+    shutil.copyfile(samples[0], earlier)
+    os.utime(earlier, (946684800, 946684800))
+    final = project.lora_file("stage2")
+    drawn = project.work_dir / "samples" / "stage2"
+    evalkit.write_sampled(drawn, final, 99, 0, (next(iter(CHARACTERS)),), 5)
+    stranger = evalkit.write_sampled(drawn, final, 98, 0, (next(iter(CHARACTERS)),), 6).with_suffix(".json")
+    stranger.write_text(stranger.read_text(encoding="utf-8").replace(hashes.compute(final)[0], "0" * 64),
+                        encoding="utf-8")
     step = onetwo(project.file.parent, project.file, "eval", "stage2", "--offline")
+    shutil.rmtree(drawn)
+    earlier.unlink()
     assert step.returncode == 0, tail(step.output, 80)
+    assert "2 sample(s) of earlier runs of stage2 left out" in step.output
     out_dir = project.work_dir / "eval" / "stage2"
     report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
-    samples = sorted((project.output_dir / "sample").glob("e2e-stage2_e*.png"))
+    assert report["images"][-1]["epoch"] == 99 and report["images"][-1]["source"] == "sample"
+    report["images"] = [image for image in report["images"] if image["source"] == "training"]
+    report["epochs"] = [epoch for epoch in report["epochs"] if epoch["epoch"] != 99]
     epochs = sorted({int(path.name.split("_")[1][1:]) for path in samples})
     assert [epoch["epoch"] for epoch in report["epochs"]] == epochs
     assert len(report["images"]) == len(samples) == len(CHARACTERS) + len(PAIRS)
     totals = report["totals"]
-    assert sum(totals["groups"].values()) == len(PAIRS) and sum(totals["singles"].values()) == len(CHARACTERS)
-    assert report["best_epoch"]["epoch"] in epochs and report["seam"]["positives"] > 0
+    assert sum(totals["groups"].values()) == len(PAIRS) and sum(totals["singles"].values()) == len(CHARACTERS) + 1
+    assert report["best_epoch"]["epoch"] in [*epochs, 99] and report["seam"]["positives"] > 0
     assert {image["characters"][0] for image in report["images"]} == set(CHARACTERS)
     for name in ("curves.png", "contact_sheet.png"):
         with Image.open(out_dir / name) as image:
