@@ -21,6 +21,7 @@ from onetwo.project.config import STAGES, Project
 from onetwo.project.file import load_project
 from onetwo.project.init_file import init_project
 from onetwo.project.lookup import find_project, unknown_command
+from onetwo.sample import command as sample_command
 from onetwo.stages import (
     PreparedStage,
     StageRequest,
@@ -147,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
     inspect_parser(commands)
     init_parser(commands)
     eval_command.add_parser(add)
+    sample_command.add_parser(add, request)
     grid = add("matrix", cmd_matrix, "draw every character alone and every pair in both orders with a LoRA "
                "(sd-scripts' own sampler), as one PNG grid; arguments after -- go to train_network.py")
     grid.add_argument("lora", help="the LoRA file (.safetensors)")
