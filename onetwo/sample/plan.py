@@ -81,6 +81,12 @@ def epoch_number(path: Path, output_name: str, last_epoch: int) -> int:
     return int(match[1]) if match else last_epoch
 
 
+def suffix_epoch(path: Path) -> int | None:
+    """The epoch of any file named as kohya names per-epoch saves (`<name>-<epoch:06d>`), else None."""
+    match = re.search(r"-(\d{6})$", path.stem)
+    return int(match[1]) if match else None
+
+
 def select_epochs(files: Sequence[EpochFile], spec: str, where: str) -> list[EpochFile]:
     """`all`, `last`, or epoch numbers `N,M,…`."""
     ordered = sorted(files, key=lambda file: file.epoch)

@@ -76,13 +76,14 @@ def sampling_run(project: Project, fitted: FittedStage, planned: list[Planned], 
 
 
 def prepare(project: Project, request: StageRequest, epochs: str, options: Options) -> SamplingRun:
-    """Plan `onetwo sample STAGE`: every epoch file asked for × every prompt of the stage × `options.seeds` seeds."""
+    """Plan `onetwo sample STAGE`: every epoch file asked for x every prompt of the stage x `options.seeds` seeds."""
     stage = request.stage
     if stage not in stages_of(project):
         raise OnetwoError(f"{project.file}: project.mode is {project.mode!r}, which trains "
                           f"{' then '.join(stages_of(project))}; sample one of those")
     if options.seeds < 1:
         raise OnetwoError(f"--seeds {options.seeds}: draw at least one seed a prompt")
+    require_valid_sets(request.sets, project.model)  # before any file is written
     prompts_file = project.stage_dir(stage) / "sample_prompts.txt"
     if not prompts_file.is_file():
         raise OnetwoError(f"{prompts_file}: the stage's sample prompts are not there; run `onetwo render {stage}` "

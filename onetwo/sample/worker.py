@@ -157,7 +157,7 @@ def build(job, args, trainer, state):
                         clip_skip=args.clip_skip)
     pipeline.to(accelerator.device)
     pipeline.set_progress_bar_config(disable=True)  # one bar of images, not one of steps per image
-    roots = dict(zip(PREFIXES[job["model"]], [unet, *encoders]))
+    roots = dict(zip(PREFIXES[job["model"]], [unet, *encoders], strict=True))
     return accelerator, pipeline, Merger(roots)
 
 
