@@ -75,7 +75,8 @@ def trained(tiny_model: TinySD, tmp_path_factory: pytest.TempPathFactory, reques
     # Stage 2 also renders onetwo's sample prompts (9, at 2 steps each): the one stage that samples, to save time.
     # Stage 1 trains two epochs, so `onetwo sample` has two epoch files to draw.
     project_file = cpu_project(root, tiny_model.model_dir, tiny_model.tokenizer_cache_dir,
-                               stage1={"max_train_epochs": STAGE1_EPOCHS, "dataset": TINY_DATASET},
+                               stage1={"max_train_epochs": STAGE1_EPOCHS, "sample_every_n_epochs": STAGE1_EPOCHS + 1,
+                                       "dataset": TINY_DATASET},
                                stage2={"seed": 2, "sample_every_n_epochs": 1, "dataset": TINY_DATASET})
     before = snapshot(root / "data")
     steps: dict[str, Step] = {}
@@ -364,7 +365,9 @@ def test_eval_scores_the_tiny_models_samples(trained: Trained, tmp_path: Path, m
 def test_sample_draws_what_training_drew(trained: Trained) -> None:
     """Last, so the eval test above sees stage 2's training samples alone. The same file, prompt, seed and
     settings: `onetwo sample` (the LoHa merged as the UIs merge it) draws the image stage 2's training drew with
-    LyCORIS's hooks, within a pixel level on average."""
+    LyCORIS's hooks, within a pixel level on average. sd-scripts' training drew its last prompt all black (NaN) in
+    every run seen here, where `onetwo sample` draws a picture: such blank training images are left out of the
+    comparison, and none of onetwo's may be blank."""
     import numpy as np
     from PIL import Image
 
@@ -373,11 +376,15 @@ def test_sample_draws_what_training_drew(trained: Trained) -> None:
     step = onetwo(project.file.parent, project.file, "sample", "stage2", "--seeds", "1")
     assert step.returncode == 0, tail(step.output, 80)
     out_dir = project.work_dir / "samples" / "stage2"
-    differences = []
+    differences, blank = {}, []
     for index in range(len(CHARACTERS) + len(PAIRS)):
         (trained_png,) = (project.output_dir / "sample").glob(f"e2e-stage2_e000001_{index:02d}_*_1.png")
         with Image.open(trained_png) as a, Image.open(out_dir / f"e2e-stage2__p{index:02d}__s1.png") as b:
-            assert a.size == b.size
-            differences.append(float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32))
-                                     .mean()))
-    assert max(differences) <= 1.0, differences
+            theirs, ours = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+        assert theirs.shape == ours.shape and ours.std() > 0, index
+        if theirs.std() == 0:
+            blank.append(index)
+            continue
+        differences[index] = round(float(np.abs(theirs - ours).mean()), 4)
+    assert len(differences) >= len(CHARACTERS) + len(PAIRS) - 1, (differences, blank)
+    assert max(differences.values()) <= 1.0, f"mean differences {differences}, blank in training {blank}"

@@ -156,7 +156,11 @@ def build(job, args, trainer, state):
                         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
                         clip_skip=args.clip_skip)
     pipeline.to(accelerator.device)
-    pipeline.set_progress_bar_config(disable=True)  # one bar of images, not one of steps per image
+    # one bar of images, not one of steps per image (SDXL's pipeline is no diffusers pipeline: its bar is an attribute)
+    if hasattr(pipeline, "set_progress_bar_config"):
+        pipeline.set_progress_bar_config(disable=True)
+    else:
+        pipeline.progress_bar = lambda steps: steps
     roots = dict(zip(PREFIXES[job["model"]], [unet, *encoders], strict=True))
     return accelerator, pipeline, Merger(roots)
 
