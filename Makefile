@@ -35,6 +35,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_composite.py
 	$(PY) benchmarks/bench_eval.py
+	$(PY) benchmarks/bench_sample.py
 
 demo: $(VENV)/.trainer
 	$(PY) scripts/demo.py $(DEMO)
