@@ -36,6 +36,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_composite.py
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_masks.py
+	$(PY) benchmarks/bench_sample.py
 
 demo: $(VENV)/.trainer
 	$(PY) scripts/demo.py $(DEMO)

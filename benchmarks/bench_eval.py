@@ -2,8 +2,9 @@
 assignment, seam score, cache) on the CPU, with the tiny stand-in models the tests build.
 
 The stand-ins cost almost nothing to run, so this measures onetwo's own overhead (decoding, resizing, batching,
-post-processing, the seam score) — the floor under any model. The real detector and CCIP add their own inference
-time on top; the report says so beside the projection for 40 epochs x 9 prompts x 4 seeds.
+post-processing, the seam score, the tagger's padding) — the floor under any model. The real detector, CCIP and
+tagger add their own inference time on top; the report says so beside the projection for 40 epochs x 9 prompts x
+4 seeds.
 """
 
 from __future__ import annotations
@@ -33,14 +34,16 @@ sys.path[:0] = [str(ROOT)]
 
 from onetwo.eval.backends import Backends  # noqa: E402
 from onetwo.eval.cache import FeatureCache  # noqa: E402
-from onetwo.eval.onnx_models import CcipEmbedder, YoloPersonDetector  # noqa: E402
+from onetwo.eval.onnx_models import CcipEmbedder, WdTagger, YoloPersonDetector  # noqa: E402
 from onetwo.eval.samples import Sample  # noqa: E402
 from onetwo.eval.score import Settings, load_rgb, reference_features, score_samples  # noqa: E402
 from onetwo.eval.seam import seam_score  # noqa: E402
+from onetwo.eval.traits import distinctive_tags  # noqa: E402
 from tests import evalkit  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PLANNED = 40 * 9 * 4  # epochs x prompts (3 characters: 3 singles + 6 ordered pairs) x seeds
+DISTINCTIVE = distinctive_tags({name: [tuple(caption.split(", "))] for name, caption in evalkit.captions().items()})
 
 
 def make_samples(folder: Path, count: int, size: int) -> list[Sample]:
@@ -61,12 +64,13 @@ def run_once(samples: list[Sample], references: dict, backends: Backends, cache_
     start = time.perf_counter()
     cache = FeatureCache(cache_dir, "bench")
     vectors = reference_features(references, backends, cache)
-    score_samples(samples, vectors, backends, settings, cache)
+    score_samples(samples, vectors, backends, settings, cache, distinctive=DISTINCTIVE)
     cache.save()
     cold = time.perf_counter() - start
     start = time.perf_counter()
     cache = FeatureCache(cache_dir, "bench")
-    score_samples(samples, reference_features(references, backends, cache), backends, settings, cache)
+    score_samples(samples, reference_features(references, backends, cache), backends, settings, cache,
+                  distinctive=DISTINCTIVE)
     return cold, time.perf_counter() - start
 
 
@@ -86,6 +90,10 @@ def stage_times(samples: list[Sample], backends: Backends) -> dict[str, float]:
     start = time.perf_counter()
     backends.embedder.embed(crops)
     parts["embed (all crops of an image)"] = (time.perf_counter() - start) / len(images)
+    if backends.tagger:
+        start = time.perf_counter()
+        backends.tagger.tag(crops)
+        parts["tag (all crops of an image)"] = (time.perf_counter() - start) / len(images)
     start = time.perf_counter()
     [seam_score(image) for image in images]
     parts["seam score"] = (time.perf_counter() - start) / len(images)
@@ -102,7 +110,8 @@ def main() -> None:
         root = Path(tmp)
         files = evalkit.write_models(root / "models")
         backends = Backends(YoloPersonDetector(files["model"], "stand-in"),
-                            CcipEmbedder(files["features"], files["metrics"], files["threshold"], "stand-in"))
+                            CcipEmbedder(files["features"], files["metrics"], files["threshold"], "stand-in"),
+                            WdTagger(files["tagger"], files["tags"], "stand-in"))
         (root / "samples").mkdir()
         samples = make_samples(root / "samples", args.images, args.size)
         references = evalkit.reference_images(root / "refs", count=4)
@@ -119,7 +128,7 @@ def main() -> None:
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "onnxruntime": onnxruntime.__version__, "processor": platform.processor() or platform.machine()},
-        "models": "stand-ins (tests/evalkit.py): the real detector and CCIP add their own inference time",
+        "models": "stand-ins (tests/evalkit.py): the real detector, CCIP and tagger add their own inference time",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "eval.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from onetwo import __version__, matrix
+from onetwo.best_epoch import epoch_option
 from onetwo.data.preview import contact_sheet, sheet_items
 from onetwo.errors import OnetwoError
 from onetwo.eval import command as eval_command
@@ -21,6 +22,7 @@ from onetwo.project.config import STAGES, Project
 from onetwo.project.file import load_project
 from onetwo.project.init_file import init_project
 from onetwo.project.lookup import find_project, unknown_command
+from onetwo.sample import command as sample_command
 from onetwo.stages import (
     PreparedStage,
     StageRequest,
@@ -97,7 +99,7 @@ def cmd_matrix(args: argparse.Namespace, project: Project) -> int:
     sampling = matrix.prepare(project, Path(args.lora).resolve(), request(args), args.steps, args.seed,
                               Path(args.out).resolve() if args.out else None)
     if args.dry_run:
-        return dry_run(project, sampling.prepared)
+        return dry_run(project, sampling.sampling.prepared(project))
     matrix.draw(project, sampling)
     return 0
 
@@ -140,23 +142,26 @@ def parser() -> argparse.ArgumentParser:
                          help="an `accelerate launch` option on top of the project's [accelerate] (cpu=true); "
                          "repeatable")
         sub.add_argument("--from", dest="from_file", help="stage 2: continue from this LoRA instead of stage 1's")
-        sub.add_argument("--epoch", type=int, help="stage 2: continue from stage 1's save of this epoch")
+        sub.add_argument("--epoch", type=epoch_option, metavar="N|best", help="stage 2: continue from stage 1's "
+                         "save of this epoch; best: the one of highest single-character accuracy in stage 1's eval "
+                         "report")
         if name == "train":
             sub.add_argument("--dry-run", action="store_true", help="write the files, print the command, run nothing")
         sub.set_defaults(extra=[])
     inspect_parser(commands)
     init_parser(commands)
     eval_command.add_parser(add)
+    sample_command.add_parser(add, request)
     grid = add("matrix", cmd_matrix, "draw every character alone and every pair in both orders with a LoRA "
-               "(sd-scripts' own sampler), as one PNG grid; arguments after -- go to train_network.py")
+               "(onetwo sample's sampler: the LoRA merged as the UIs merge it), as one PNG grid; reruns reuse the "
+               "cells already drawn")
     grid.add_argument("lora", help="the LoRA file (.safetensors)")
     grid.add_argument("--steps", type=int, help="sampling steps (default: samples.steps)")
     grid.add_argument("--seed", type=int, default=1, help="the one seed every cell uses (default 1)")
     grid.add_argument("--out", help="PNG to write (default: <work_dir>/matrix/<lora>.png)")
     grid.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for train")
     grid.add_argument("--accelerate", action="append", default=[], metavar="KEY=VALUE", help="as for train")
-    grid.add_argument("--dry-run", action="store_true", help="write the sampling run's files, print the command, "
-                      "run nothing")
+    grid.add_argument("--dry-run", action="store_true", help="print the sampling command, draw nothing")
     grid.set_defaults(extra=[])
     every_command_options(commands)
     return root
@@ -203,8 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Error: {problem}", file=sys.stderr)
         return 2
     args = root.parse_args(argv)
-    if extra and args.command not in ("train", "matrix"):
-        print("Error: arguments after -- go to sd-scripts; only `onetwo train` and `onetwo matrix` take them",
+    if extra and args.command != "train":
+        print("Error: arguments after -- go to sd-scripts; only `onetwo train` takes them",
               file=sys.stderr)
         return 2
     args.extra = extra

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from onetwo.best_epoch import BEST, best_stage1
 from onetwo.data.build import BuildReport, build
 from onetwo.data.caption_check import caption_warnings
 from onetwo.data.captions import MAX_TOKEN_LENGTH
@@ -180,9 +181,13 @@ def prepare_regularization(project: Project, stage: str, workers: int | None = N
     return regularization
 
 
-def stage1_weights(project: Project, from_file: str | None = None, epoch: int | None = None) -> Path:
+def stage1_weights(project: Project, from_file: str | None = None, epoch: int | str | None = None) -> Path:
     if from_file:
         return Path(from_file).resolve()
+    if epoch == BEST:
+        weights, why = best_stage1(project)
+        info(f"stage2: {why}")
+        return weights
     if epoch is not None:
         # kohya names per-epoch saves <output_name>-<epoch:06d>.safetensors
         return project.output_dir / f"{project.output_name('stage1')}-{epoch:06d}.safetensors"
@@ -210,7 +215,7 @@ class StageRequest:
     accelerate: Sequence[str] = ()
     extra: Sequence[str] = ()
     from_file: str | None = None
-    epoch: int | None = None
+    epoch: int | str | None = None  # a number, or best_epoch.BEST
     workers: int | None = None
     progress: bool = True
     launch: bool = False  # to be launched here: probe the trainer's Python and fit the written config to it

@@ -84,7 +84,8 @@ def commands() -> list[str]:
 
 @pytest.mark.parametrize("command", commands())
 def test_every_command_takes_the_options_the_readme_promises(command: str) -> None:
-    positional = {"render": ["stage1"], "train": ["stage1"], "inspect": ["a.safetensors"], "matrix": ["a.safetensors"]}
+    positional = {"render": ["stage1"], "train": ["stage1"], "inspect": ["a.safetensors"], "matrix": ["a.safetensors"],
+                  "sample": ["stage1"]}
     args = parser().parse_args([command, *positional.get(command, []), "--workers", "3", "--no-progress",
                                 "-p", "there.toml"])
     assert (args.workers, args.no_progress, args.project) == (3, True, "there.toml")
@@ -109,7 +110,7 @@ def test_set_errors_name_set_and_come_before_any_file_is_written(make_project, c
                                                                  item: str, expected: str) -> None:
     make_project()
     lora = str(write_lora(tmp_path / "a.safetensors", {"ss_network_dim": "8"}))
-    for command, target in (("render", "stage2"), ("train", "stage2"), ("matrix", lora)):
+    for command, target in (("render", "stage2"), ("train", "stage2"), ("matrix", lora), ("sample", "stage1")):
         code, _, err = run(capsys, command, target, "--set", "learning_rate=0.001", "--set", item)
         assert code == 2
         assert expected in err

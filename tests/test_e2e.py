@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from onetwo.kohya import hashes
 from onetwo.project.config import Project
 from onetwo.project.file import load_project
 from tests.kohya_hashes import kohya_hashes
@@ -46,6 +48,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.sdscripts, needs_sdscripts]
 STAGES = ("stage1", "stage2")
 UI_MULTIPLIER = 0.8  # the LoRA strength of the UI merge test, as in <lora:name:0.8>
 PAIRS = [(left, right) for left in CHARACTERS for right in CHARACTERS if left != right]
+STAGE1_EPOCHS = 2
 
 
 
@@ -75,10 +78,12 @@ def trained(tiny_model: TinySD, tmp_path_factory: pytest.TempPathFactory, reques
     # Stage 2 also renders onetwo's sample prompts (9, at 2 steps each): the one stage that samples, to save time.
     # Stage 2 trains on scene composites with the figures-only loss, stage 1 on the figures too (masks from the
     # stand-in segmentation model in a huggingface cache, offline): options beside the method, no extra run.
+    # Stage 1 trains two epochs, so `onetwo sample` has two epoch files to draw.
     hub = fake_isnet_cache(root / "hub", write_isnet(root / "isnet"))
     project_file = cpu_project(root, tiny_model.model_dir, tiny_model.tokenizer_cache_dir,
                                composite={"width": 128, "height": 128, "layout": "scene", "loss_mask": "figures"},
-                               stage1={"loss_mask": "figures", "dataset": TINY_DATASET},
+                               stage1={"loss_mask": "figures", "max_train_epochs": STAGE1_EPOCHS,
+                                       "sample_every_n_epochs": STAGE1_EPOCHS + 1, "dataset": TINY_DATASET},
                                stage2={"seed": 2, "sample_every_n_epochs": 1, "dataset": TINY_DATASET})
     before = snapshot(root / "data")
     steps: dict[str, Step] = {}
@@ -174,7 +179,8 @@ def test_metadata_names_the_stage_data_and_settings(trained: Trained, stage: str
     frequency = json.loads(meta["ss_tag_frequency"])
     (dataset,) = json.loads(meta["ss_datasets"])
     assert dataset["resolution"] == [64, 64] and dataset["batch_size_per_device"] == 2
-    assert dataset["num_train_images"] == 6 and meta["ss_steps"] == "3" and meta["ss_epoch"] == "1"
+    epochs = STAGE1_EPOCHS if stage == "stage1" else 1
+    assert dataset["num_train_images"] == 6 and meta["ss_steps"] == str(3 * epochs) and meta["ss_epoch"] == str(epochs)
     if stage == "stage1":  # one folder per character (onetwo's links), tagged with the character's token
         slugs = {character.slug: character.name for character in project.characters}
         assert dirs == {slug: {"n_repeats": 1, "img_count": 2} for slug in slugs}
@@ -288,10 +294,55 @@ def test_pair_matrix_on_the_tiny_model(trained: Trained) -> None:
     step = onetwo(root, trained.project.file, "matrix", str(trained.project.lora_file("stage2")), "--steps", "1",
                   "--out", str(target))
     assert step.returncode == 0, tail(step.output, 80)
-    assert "load network weights from" in re.sub(r"\s+", " ", step.output)
+    assert "e2e-stage2.safetensors: merged 302 modules at strength 1" in step.output  # the whole LoHa, merged
     with Image.open(target) as grid:
         # three characters: a 3 x 3 grid of 64 px cells, each with a label strip under it
         assert grid.width == 3 * 64 and grid.height > 3 * 64
+
+
+SAMPLE_ARGS = ("--seeds", "2", "--steps", "1", "--width", "64", "--height", "64")
+
+
+def test_sample_draws_every_epoch_file_prompt_and_seed_and_a_rerun_draws_nothing(trained: Trained) -> None:
+    """`onetwo sample stage1` through the real CLI: stage 1's two epoch files x 9 prompts x 2 seeds at 64 px and 1
+    step, one model load for both files, sidecars as agreed with eval; the same command again draws nothing."""
+    from PIL import Image
+
+    need(trained, "stage1")
+    project = trained.project
+    step = onetwo(project.file.parent, project.file, "sample", "stage1", *SAMPLE_ARGS)
+    assert step.returncode == 0, tail(step.output, 80)
+    out_dir = project.work_dir / "samples" / "stage1"
+    files = [project.output_dir / "e2e-stage1-000001.safetensors", project.lora_file("stage1")]
+    prompts = len(CHARACTERS) + len(PAIRS)
+    pngs = sorted(out_dir.glob("*.png"))
+    assert len(pngs) == len(files) * prompts * 2 == len(list(out_dir.glob("*.json")))
+    assert step.output.count("base model loaded in") == 1
+    for file in files:
+        assert f"{file.name}: merged 302 modules at strength 1" in step.output
+    hashes = {file.name: kohya_hashes([file], project.file.parent)[str(file)][0] for file in files}
+    records = {}
+    for png in pngs:
+        record = json.loads(png.with_suffix(".json").read_text(encoding="utf-8"))
+        records[png.stem] = record
+        assert png.stem == f"{Path(record['lora_file']).stem}__p{record['prompt_index']:02d}__s{record['seed']}"
+        assert record["sshs_model_hash"] == hashes[record["lora_file"]]
+        assert record["epoch"] == (1 if record["lora_file"] == files[0].name else STAGE1_EPOCHS)
+        assert record["settings"]["steps"] == 1 and record["seed"] in (1, 2)
+        with Image.open(png) as image:
+            assert image.size == (64, 64)
+    assert {tuple(record["characters"]) for record in records.values()} == {
+        *((name,) for name in CHARACTERS), *PAIRS}
+    pixels = {stem: Image.open(out_dir / f"{stem}.png").convert("RGB").tobytes() for stem in records}
+    changed = sum(pixels[f"e2e-stage1-000001__p{index:02d}__s1"] != pixels[f"e2e-stage1__p{index:02d}__s1"]
+                  for index in range(prompts))
+    assert changed == prompts  # each epoch file drew its own images: its LoRA was applied, not the last one's
+
+    mtimes = {path.name: path.stat().st_mtime_ns for path in out_dir.iterdir()}
+    again = onetwo(project.file.parent, project.file, "sample", "stage1", *SAMPLE_ARGS)
+    assert again.returncode == 0, tail(again.output, 80)
+    assert f"all {len(pngs)} images already drawn" in again.output and "base model loaded" not in again.output
+    assert {path.name: path.stat().st_mtime_ns for path in out_dir.iterdir()} == mtimes
 
 
 def test_joint_mode_trains_originals_and_composites_in_one_run(tiny_model: TinySD,
@@ -326,19 +377,64 @@ def test_eval_scores_the_tiny_models_samples(trained: Trained, tmp_path: Path, m
     models = evalkit.write_models(tmp_path / "models")
     monkeypatch.setenv("HF_HUB_CACHE", str(evalkit.fake_hub_cache(tmp_path / "hub", models)))
     project = trained.project
+    samples = sorted((project.output_dir / "sample").glob("e2e-stage2_e*.png"))
+    # an earlier run's sample (written before this run's ss_training_started_at) and `onetwo sample` images, one of
+    # an epoch file sd-scripts saved (its hash as the sample command records it), one of a file no longer there
+    earlier = samples[0].with_name(re.sub(r"_\d{14}_", "_20000101000000_", samples[0].name))
+    shutil.copyfile(samples[0], earlier)
+    os.utime(earlier, (946684800, 946684800))
+    final = project.lora_file("stage2")
+    drawn = project.work_dir / "samples" / "stage2"
+    evalkit.write_sampled(drawn, final, 99, 0, (next(iter(CHARACTERS)),), 5)
+    stranger = evalkit.write_sampled(drawn, final, 98, 0, (next(iter(CHARACTERS)),), 6).with_suffix(".json")
+    stranger.write_text(stranger.read_text(encoding="utf-8").replace(hashes.compute(final)[0], "0" * 64),
+                        encoding="utf-8")
     step = onetwo(project.file.parent, project.file, "eval", "stage2", "--offline")
+    shutil.rmtree(drawn)
+    earlier.unlink()
     assert step.returncode == 0, tail(step.output, 80)
+    assert "2 sample(s) of earlier runs of stage2 left out" in step.output
     out_dir = project.work_dir / "eval" / "stage2"
     report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
-    samples = sorted((project.output_dir / "sample").glob("e2e-stage2_e*.png"))
+    assert report["images"][-1]["epoch"] == 99 and report["images"][-1]["source"] == "sample"
+    report["images"] = [image for image in report["images"] if image["source"] == "training"]
+    report["epochs"] = [epoch for epoch in report["epochs"] if epoch["epoch"] != 99]
     epochs = sorted({int(path.name.split("_")[1][1:]) for path in samples})
     assert [epoch["epoch"] for epoch in report["epochs"]] == epochs
     assert len(report["images"]) == len(samples) == len(CHARACTERS) + len(PAIRS)
     totals = report["totals"]
-    assert sum(totals["groups"].values()) == len(PAIRS) and sum(totals["singles"].values()) == len(CHARACTERS)
-    assert report["best_epoch"]["epoch"] in epochs and report["seam"]["positives"] > 0
+    assert sum(totals["groups"].values()) == len(PAIRS) and sum(totals["singles"].values()) == len(CHARACTERS) + 1
+    assert report["best_epoch"]["epoch"] in [*epochs, 99] and report["seam"]["positives"] > 0
     assert {image["characters"][0] for image in report["images"]} == set(CHARACTERS)
     for name in ("curves.png", "contact_sheet.png"):
         with Image.open(out_dir / name) as image:
             assert image.format == "PNG"
     assert f"report: {out_dir / 'report.json'}" in step.output
+
+
+def test_sample_draws_what_training_drew(trained: Trained) -> None:
+    """Last, so the eval test above sees stage 2's training samples alone. The same file, prompt, seed and
+    settings: `onetwo sample` (the LoHa merged as the UIs merge it) draws the image stage 2's training drew with
+    LyCORIS's hooks, within a pixel level on average. sd-scripts' training drew its last prompt all black (NaN) in
+    every run seen here, where `onetwo sample` draws a picture: such blank training images are left out of the
+    comparison, and none of onetwo's may be blank."""
+    import numpy as np
+    from PIL import Image
+
+    need(trained, "stage2")
+    project = trained.project
+    step = onetwo(project.file.parent, project.file, "sample", "stage2", "--seeds", "1")
+    assert step.returncode == 0, tail(step.output, 80)
+    out_dir = project.work_dir / "samples" / "stage2"
+    differences, blank = {}, []
+    for index in range(len(CHARACTERS) + len(PAIRS)):
+        (trained_png,) = (project.output_dir / "sample").glob(f"e2e-stage2_e000001_{index:02d}_*_1.png")
+        with Image.open(trained_png) as a, Image.open(out_dir / f"e2e-stage2__p{index:02d}__s1.png") as b:
+            theirs, ours = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+        assert theirs.shape == ours.shape and ours.std() > 0, index
+        if theirs.std() == 0:
+            blank.append(index)
+            continue
+        differences[index] = round(float(np.abs(theirs - ours).mean()), 4)
+    assert len(differences) >= len(CHARACTERS) + len(PAIRS) - 1, (differences, blank)
+    assert max(differences.values()) <= 1.0, f"mean differences {differences}, blank in training {blank}"

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 pytest.importorskip("numpy", reason="onetwo eval needs numpy: pip install 'onetwo[eval]'")
 pytest.importorskip("onnxruntime", reason="onetwo eval needs onnxruntime: pip install 'onetwo[eval]'")
@@ -92,3 +93,56 @@ def test_a_rerun_scores_only_new_images(backends: Backends, tmp_path: Path) -> N
     expected = Counter(case.label for case in evalkit.scene_cases()[4:6])
     assert Counter(item.verdict.label for item in scored[4:]) == expected
     assert FeatureCache(tmp_path / "cache", "other models").entries == {}  # another model pair starts afresh
+
+
+def test_a_transparent_reference_embeds_as_its_flattened_twin(backends: Backends, tmp_path: Path) -> None:
+    """A cut-out whose transparent pixels are stored black is seen on the composites' background, as training saw
+    it, not on the black under its alpha."""
+    references = evalkit.reference_images(tmp_path / "refs", count=1)
+    twin = references["aoi"][0]
+    opaque = Image.open(twin).convert("RGB")
+    cutout = Image.new("RGBA", opaque.size, (0, 0, 0, 0))
+    cutout.paste(opaque, mask=evalkit.figure_mask(opaque))
+    cutout.save(tmp_path / "refs" / "aoi" / "cutout.png")
+    assert cutout.getpixel((0, 0)) == (0, 0, 0, 0)
+    cache = FeatureCache(tmp_path / "cache", "stand-ins")
+    flat = reference_features(references, backends, cache)
+    cut = reference_features({**references, "aoi": [tmp_path / "refs" / "aoi" / "cutout.png"]}, backends, cache)
+    np = pytest.importorskip("numpy")
+    assert np.allclose(cut["aoi"], flat["aoi"], atol=1e-4)
+    samples = write_scenes(tmp_path / "samples", 1, [evalkit.Case(("aoi", "midori"), ("aoi", "midori"), "correct"),
+                                                    evalkit.Case(("aoi",), ("aoi",), "correct")])
+    assert [item.verdict.label for item in score_samples(samples, cut, backends, SETTINGS, cache)] == ["correct"] * 2
+    on_grey = reference_features({"aoi": [tmp_path / "refs" / "aoi" / "cutout.png"]}, backends, cache, (128, 128, 128))
+    assert not np.allclose(on_grey["aoi"], flat["aoi"], atol=1e-4)  # flattened onto the background it is given
+
+
+def test_trait_swaps_and_merged_figures_are_told_from_the_tags(tmp_path: Path) -> None:
+    """aoi's body with midori's hair and ponytail: CCIP still says aoi, the tags say more midori than aoi (a trait
+    swap); a half-and-half figure: no identity, tags of both (merged). Counted per epoch over the pair images."""
+    from onetwo.eval.traits import distinctive_tags
+
+    tagged = evalkit.stand_in_backends(tmp_path / "models", tags=True)
+    distinctive = distinctive_tags({name: [tuple(caption.split(", "))] for name, caption in evalkit.captions().items()})
+    assert distinctive["aoi"] == {"red dress", "blue hair", "hat"}
+    cases = [evalkit.Case(("aoi", "midori"), (("aoi", "midori", "head"), "midori"), "correct"),
+             evalkit.Case(("aoi", "midori"), ("aoi", ("aoi", "midori")), "blend"),
+             evalkit.Case(("aoi", "midori"), ("aoi", "midori"), "correct"),
+             evalkit.Case(("aoi",), (("aoi", "midori", "head"),), "correct")]
+    samples = write_scenes(tmp_path / "samples", 1, cases)
+    cache = FeatureCache(tmp_path / "cache", "stand-ins with tags")
+    reference_files = evalkit.reference_images(tmp_path / "refs")
+    references = reference_features(reference_files, tagged, cache)
+    scored = score_samples(samples, references, tagged, SETTINGS, cache, distinctive=distinctive)
+    assert [item.verdict.label for item in scored] == [case.label for case in cases]
+    assert [[figure.hint for figure in item.verdict.figures] for item in scored] == [
+        ["trait_swap", None], [None, "merged"], [None, None], ["trait_swap"]]
+    assert scored[0].verdict.figures[0].name == "aoi" and "ponytail" in scored[0].verdict.figures[0].tags
+    summary = epoch_summaries(scored)[1]
+    assert summary.hints == {"trait_swap": 1, "merged": 1}  # the single's swap is not a pair's
+    assert summary.rates()["trait_swap"].total == 3
+    cache.save()
+    again = FeatureCache(tmp_path / "cache", "stand-ins with tags")  # the tags come back from the cache
+    rescored = score_samples(samples, reference_features(reference_files, tagged, again), tagged, SETTINGS, again,
+                             distinctive=distinctive)
+    assert again.hits == len(samples) + 6 and [item.verdict for item in rescored] == [item.verdict for item in scored]

@@ -93,12 +93,12 @@ def test_matrix_samples_with_sdpa_where_train_would(make_project: MakeProject, c
     shipped_project(make_project, tmp_path, gpu_without_xformers)
     lora = write_lora(tmp_path / "pair.safetensors", SHIPPED_NETWORK)
     launched: list[list[str]] = []
-    monkeypatch.setattr("onetwo.matrix.run", lambda argv, log: launched.append(list(argv)) or 1)
+    monkeypatch.setattr("onetwo.sample.run.run", lambda argv, log: launched.append(list(argv)) or 1)
     code, _, err = cli("matrix", str(lora), "--no-progress")
     assert code == 2 and "sampling exited with 1" in err  # the stand-in trainer draws nothing
     assert len(launched) == 1 and launched[0][0] == str(gpu_without_xformers)
-    config_file = Path(launched[0][launched[0].index("--config_file") + 1])
-    assert attention(config_file) == (False, True)
+    job = json.loads(Path(launched[0][-1]).read_text(encoding="utf-8"))
+    assert attention(Path(job["config_file"])) == (False, True)  # what the worker loads the base model with
     assert f"xformers = true, but {gpu_without_xformers} cannot import xformers" in err
     assert "training with sdpa = true instead" in err
 
@@ -117,8 +117,7 @@ def test_matrix_dry_run_prints_what_it_would_launch_and_its_problems(make_projec
     code, out, err = cli("matrix", str(lora), "--dry-run", "--no-progress")
     assert code == 0, err
     argv = shlex.split(out)
-    assert argv[0] == str(without_torch) and argv[argv.index("--config_file") + 1] == str(
-        tmp_path / "work" / "matrix" / "pair" / "config.toml")
+    assert argv[0] == str(without_torch) and argv[-1] == str(tmp_path / "work" / "matrix" / "pair" / "job.json")
     warnings = [line for line in err.splitlines() if line.startswith("Warning: ")]
     assert any("torch cannot be imported" in line for line in warnings)
     assert any(f"{tmp_path / 'model.safetensors'}: " in line for line in warnings)  # the base-model check

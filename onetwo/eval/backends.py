@@ -3,7 +3,7 @@ module:function`) and tests can plug stand-ins.
 
 A detector turns images into figure boxes; an embedder turns crops into identity vectors, tells how different two
 sets of vectors are (lower = more alike, 0 = the same), and carries the difference below which two vectors show the
-same character.
+same character. An optional tagger turns crops into booru tags.
 """
 
 from __future__ import annotations
@@ -47,10 +47,17 @@ class Embedder(Protocol):
     def differences(self, queries: np.ndarray, references: np.ndarray) -> np.ndarray: ...
 
 
+class Tagger(Protocol):
+    name: str
+
+    def tag(self, images: Sequence[Image.Image]) -> list[tuple[str, ...]]: ...
+
+
 @dataclass(frozen=True)
 class Backends:
     detector: Detector
     embedder: Embedder
+    tagger: Tagger | None = None  # booru tags per figure (trait swap / merged hints); None: no tags
 
 
 def crop(image: Image.Image, box: Box) -> Image.Image:

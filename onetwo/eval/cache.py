@@ -16,7 +16,7 @@ import numpy as np
 
 from onetwo.fsutil import write_bytes_atomic
 
-VERSION = 2  # 2: keys name the role
+VERSION = 3  # 2: keys name the role; 3: references flattened onto the background, keyed by it; figures' tags
 ROLES = ("reference", "sample")
 
 
@@ -25,13 +25,15 @@ class Entry:
     boxes: tuple[tuple[float, float, float, float, float], ...]  # x0, y0, x1, y1, score
     features: np.ndarray  # one row per box (or one row for a whole reference image)
     seam: float | None
+    tags: tuple[tuple[str, ...], ...] = ()  # one per box where a tagger ran
 
 
-def file_key(path: Path, role: str) -> str:
+def file_key(path: Path, role: str, variant: str = "") -> str:
+    """`variant`: what else the entry depends on (a reference's flattening background)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     stat = path.stat()
-    return f"{role}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return f"{role}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{variant}"
 
 
 class FeatureCache:
@@ -54,7 +56,7 @@ class FeatureCache:
         for key, item in index.items():
             start, count = item["row"], item["count"]
             self.entries[key] = Entry(tuple(tuple(box) for box in item["boxes"]), features[start:start + count],
-                                      item["seam"])
+                                      item["seam"], tuple(tuple(tags) for tags in item.get("tags", ())))
 
     def get(self, key: str) -> Entry | None:
         entry = self.entries.get(key)
@@ -71,7 +73,8 @@ class FeatureCache:
         index, rows, start = {}, [], 0
         for key, entry in self.entries.items():
             count = len(entry.features)
-            index[key] = {"boxes": [list(box) for box in entry.boxes], "seam": entry.seam, "row": start, "count": count}
+            index[key] = {"boxes": [list(box) for box in entry.boxes], "seam": entry.seam, "row": start, "count": count,
+                          "tags": [list(tags) for tags in entry.tags]}
             if count:
                 rows.append(entry.features.astype(np.float32))
             start += count

@@ -28,6 +28,13 @@ def add_parser(add: Callable[..., argparse.ArgumentParser]) -> argparse.Argument
     sub.add_argument("--max-leak", type=float, default=0.1, help="best-epoch rule: most leak rate (default 0.1)")
     sub.add_argument("--backend", metavar="MODULE:FUNCTION", help="another detector and embedder: a function "
                      "returning onetwo.eval.backends.Backends")
+    sub.add_argument("--no-tags", action="store_true", help="do not tag the figures (no trait-swap and merged "
+                     "hints, no wd tagger download)")
+    sub.add_argument("--all-runs", action="store_true", help="score a stage's samples of every training run, not "
+                     "only those of the run whose epoch files are in output_dir")
+    sub.add_argument("--compare", nargs="+", metavar="REPORT|WORK_DIR", help="compare runs instead of scoring: "
+                     "report.json files (or folders holding one, or work dirs: their eval/<stage>/report.json), "
+                     "each at its best epoch with 95%% intervals")
     sub.add_argument("--out", help="folder for report.json, curves.png, contact_sheet.png "
                      "(default: <work_dir>/eval/<stage or folder name>)")
     return sub
@@ -44,9 +51,14 @@ def run(args: argparse.Namespace, project: Project) -> int:
     except ImportError as exc:
         raise OnetwoError(f"onetwo eval needs its extra ({exc.name} is missing): pip install 'onetwo[eval]'") from exc
     target = args.target or ("joint" if project.mode == "joint" else STAGES[1])
+    if args.compare:
+        from onetwo.eval.compare import compare
+
+        print(compare(args.compare, target))
+        return 0
     options = Options(target, args.references, args.threshold, args.blend_margin, args.seam_threshold,
                       BestEpochRule(args.min_single, args.max_leak), args.offline, args.backend,
-                      Path(args.out).resolve() if args.out else None)
+                      Path(args.out).resolve() if args.out else None, args.all_runs, not args.no_tags)
     outcome = evaluate(project, options)
     print(outcome.table)
     best = outcome.best

@@ -13,6 +13,8 @@ DETECTOR_REPO = "deepghs/anime_person_detection"
 DETECTOR_MODEL = "person_detect_v1.1_m"  # imgutils' default: level m, version v1.1
 EMBEDDER_REPO = "deepghs/ccip_onnx"
 EMBEDDER_MODEL = "ccip-caformer-24-randaug-pruned"  # imgutils' default CCIP model
+TAGGER_REPO = "deepghs/wd14_tagger_with_embeddings"  # where imgutils' tagging.wd14 fetches the model
+TAGGER_MODEL = "SmilingWolf/wd-swinv2-tagger-v3"  # imgutils' default, SwinV2_v3; its tag list is in its own repo
 
 
 @dataclass(frozen=True)
@@ -31,17 +33,29 @@ def embedder_files(model: str = EMBEDDER_MODEL) -> dict[str, HubFile]:
             "threshold": HubFile(EMBEDDER_REPO, f"{model}/metrics.json")}
 
 
-def cache_dir() -> str | None:
-    """$HF_HUB_CACHE, then $HF_HOME/hub, else huggingface_hub's default (~/.cache/huggingface/hub); read at call
-    time, so a changed environment counts."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return str(Path(os.environ["HF_HOME"]) / "hub")
-    return None
+def tagger_files(model: str = TAGGER_MODEL) -> dict[str, HubFile]:
+    return {"tagger": HubFile(TAGGER_REPO, f"{model}/model.onnx"), "tags": HubFile(model, "selected_tags.csv")}
 
 
-def resolve(files: dict[str, HubFile], offline: bool) -> dict[str, Path]:
+def cache_dir() -> str:
+    """Where huggingface_hub keeps its files, found as it finds them (its `constants`): $HF_HUB_CACHE, then the
+    legacy $HUGGINGFACE_HUB_CACHE, then $HF_HOME/hub, then $XDG_CACHE_HOME/huggingface/hub, then
+    ~/.cache/huggingface/hub. Read at call time, so a changed environment counts (huggingface_hub reads it once, at
+    import)."""
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(variable):
+            return _expand(os.environ[variable])
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME")
+                                                     or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    return os.path.join(_expand(home), "hub")
+
+
+def _expand(path: str) -> str:
+    return os.path.expandvars(os.path.expanduser(path))
+
+
+def resolve(files: dict[str, HubFile], offline: bool, also: str = "") -> dict[str, Path]:
+    """`also`: more of a fix, said after the usual one."""
     try:
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
     except ImportError as exc:
@@ -62,8 +76,8 @@ def resolve(files: dict[str, HubFile], offline: bool) -> dict[str, Path]:
         except Exception as exc:  # network, authentication or a missing file: all end the same way for the user
             missing.append(f"{item.repo}: {item.path} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
     if missing:
-        where = cache_dir() or "the default huggingface cache (~/.cache/huggingface/hub)"
+        where = cache_dir()
         fix = ("fetch them once with network access (run without --offline, or `hf download <repo> <file>`)"
                if offline else "check the network, or copy the files into the cache and use --offline")
-        raise OnetwoError(f"model file(s) not in {where}; {fix}:", missing)
+        raise OnetwoError(f"model file(s) not in {where}; {fix}{also}:", missing)
     return found

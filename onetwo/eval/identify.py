@@ -26,6 +26,8 @@ class Figure:
     best: str | None  # the closest character whatever the assignment
     distance: float  # to `best`
     ambiguous: bool  # two characters match about equally: a blend
+    tags: tuple[str, ...] = ()  # the tagger's general tags for the figure, where one ran
+    hint: str | None = None  # "trait_swap" or "merged" (onetwo.eval.traits), from the tags
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,10 @@ class Verdict:
     @property
     def single(self) -> bool:
         return len(self.prompted) == 1
+
+    @property
+    def hints(self) -> frozenset[str]:
+        return frozenset(figure.hint for figure in self.figures if figure.hint)
 
 
 def assign(distances: np.ndarray, threshold: float) -> list[int | None]:

@@ -3,7 +3,8 @@
 Contracts, as deepghs/imgutils (MIT) runs these models (`imgutils/generic/yolo.py`, `imgutils/metrics/ccip.py`):
 
 - detector `model.onnx`: input `images`, float32 (1, 3, H, W), RGB in [0, 1], the picture stretched (not
-  letterboxed) to the `imgsz` of the model's metadata (640x640 when absent); output `output0`, (1, 4 + classes,
+  letterboxed) to the input's fixed H and W, else the `imgsz` of the model's metadata ([H, W], 640x640 when
+  absent); a dynamic batch axis takes several pictures a call; output `output0`, (1, 4 + classes,
   anchors): per anchor a centre-x, centre-y, width, height box in input pixels and one score per class. Kept: the
   anchors whose best class score passes `conf` (0.3), then greedy non-maximum suppression at IoU `iou` (0.5), boxes
   scaled back to the picture.
@@ -11,10 +12,17 @@ Contracts, as deepghs/imgutils (MIT) runs these models (`imgutils/generic/yolo.p
   [0, 1] then normalised with CLIP's mean and std; output `output`, (N, 768). `model_metrics.onnx`: input `input`,
   (N, 768) stacked features, output `output`, (N, N) differences (about 0.17 for one character, 0.4 for two).
   `metrics.json` holds the published `threshold`: same character at or below it.
+- wd tagger (`imgutils/tagging/wd14.py`, SmilingWolf's v3 models as deepghs re-exports them with embeddings):
+  `model.onnx` input float32 (N, S, S, 3), the picture centred on a white square of its longer side, resized
+  bicubically to S (the input's own size, 448), BGR in [0, 255], not normalised; outputs (predictions (N, tags),
+  already sigmoid probabilities; embeddings). `selected_tags.csv` (from SmilingWolf's own repository): one row per
+  prediction, `name` (booru spelling, underscores) and `category` (0 general, 4 character, 9 rating). A general tag
+  is kept above 0.35, imgutils' default.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,15 +82,27 @@ def yolo_boxes(output: np.ndarray, conf: float, iou: float, image_size: tuple[in
     return sorted(boxes, key=lambda box: box.centre_x)
 
 
+def input_size(shape: Sequence, metadata: dict[str, str]) -> tuple[int, int]:
+    """The (width, height) to stretch pictures to: the input's own height and width where the export fixed them
+    (nothing else runs), else the `imgsz` metadata read as ultralytics' exporter writes it, [height, width] (imgutils
+    unpacks it as width, height; the two agree on the square models deepghs publishes), else 640x640."""
+    height, width = (shape[2], shape[3]) if len(shape) == 4 else (None, None)
+    if isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0:
+        return width, height
+    size = json.loads(metadata["imgsz"]) if "imgsz" in metadata else [640, 640]
+    if isinstance(size, int):
+        size = [size, size]
+    return int(size[1]), int(size[0])
+
+
 class YoloPersonDetector:
     def __init__(self, model_file: Path, name: str, conf: float = 0.3, iou: float = 0.5):
         self.session = open_session(model_file)
         self.name = f"{name}@conf{conf:g},iou{iou:g}"
         self.conf, self.iou = conf, iou
-        meta = self.session.get_modelmeta().custom_metadata_map
-        size = json.loads(meta["imgsz"]) if "imgsz" in meta else [640, 640]
-        self.input_size = (int(size[1]), int(size[0]))  # imgsz is (height, width); PIL sizes are (width, height)
-        batch = self.session.get_inputs()[0].shape[0]
+        shape = self.session.get_inputs()[0].shape
+        self.input_size = input_size(shape, self.session.get_modelmeta().custom_metadata_map)
+        batch = shape[0]
         self.batch = 8 if not isinstance(batch, int) or batch < 1 else batch  # a static export takes one at a time
 
     def encode(self, image: Image.Image) -> np.ndarray:
@@ -122,3 +142,40 @@ class CcipEmbedder:
         """The metric head runs on the stacked vectors and answers every pair; keep the query-by-reference block."""
         (matrix,) = self.metrics.run(["output"], {"input": np.concatenate([queries, references]).astype(np.float32)})
         return matrix[:len(queries), len(queries):]
+
+
+class WdTagger:
+    GENERAL = "0"
+
+    def __init__(self, model_file: Path, tags_file: Path, name: str, threshold: float = 0.35):
+        self.session = open_session(model_file)
+        self.name = f"{name}@general{threshold:g}"
+        self.threshold = threshold
+        with tags_file.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        self.names = [row["name"] for row in rows]
+        self.general = np.array([row["category"].strip() == self.GENERAL for row in rows])
+        shape = self.session.get_inputs()[0].shape
+        self.size = int(shape[1]) if isinstance(shape[1], int) else 448
+        self.batch = 8 if not isinstance(shape[0], int) or shape[0] < 1 else shape[0]
+
+    def encode(self, image: Image.Image) -> np.ndarray:
+        side = max(image.size)
+        square = Image.new("RGB", (side, side), (255, 255, 255))
+        rgba = image.convert("RGBA")
+        square.paste(rgba, ((side - image.width) // 2, (side - image.height) // 2), mask=rgba)
+        if side != self.size:
+            square = square.resize((self.size, self.size), Image.BICUBIC)
+        return np.asarray(square, dtype=np.float32)[:, :, ::-1]
+
+    def tag(self, images: Sequence[Image.Image]) -> list[tuple[str, ...]]:
+        """Each picture's general tags above the threshold, most probable first."""
+        inputs, outputs = self.session.get_inputs()[0].name, self.session.get_outputs()[0].name
+        found: list[tuple[str, ...]] = []
+        for start in range(0, len(images), self.batch):
+            chunk = np.stack([self.encode(image) for image in images[start:start + self.batch]])
+            (predictions,) = self.session.run([outputs], {inputs: chunk})
+            for row in predictions:
+                kept = np.flatnonzero(self.general & (row > self.threshold))
+                found.append(tuple(self.names[index] for index in kept[np.argsort(-row[kept], kind="stable")]))
+        return found

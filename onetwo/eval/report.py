@@ -39,10 +39,12 @@ def _percent(rate: Rate) -> str:
     return f"{rate.value:4.0%} [{low:.0%}-{high:.0%}]"
 
 
-def table(summaries: dict[int, Summary], best: BestEpoch) -> str:
-    """One line per epoch: counts and rates with their 95 % intervals; `*` marks the best epoch."""
+def table(summaries: dict[int, Summary], best: BestEpoch, tagged: bool = False) -> str:
+    """One line per epoch: counts and rates with their 95 % intervals; `*` marks the best epoch. `tagged`: the
+    pair images with a trait-swapped and with a merged figure too."""
     header = (f"{'epoch':>6} {'imgs':>5} {'pair success':>17} {'swapped':>7} {'clone':>5} {'blend':>5} "
-              f"{'miss':>4} {'extra':>5} {'wrong':>5} {'leak':>16} {'single accuracy':>17}")
+              f"{'miss':>4} {'extra':>5} {'wrong':>5} {'leak':>16} {'single accuracy':>17}"
+              + (f" {'trait swap':>10} {'merged':>6}" if tagged else ""))
     lines = [header, "-" * len(header)]
     for epoch, summary in summaries.items():
         rates, counts = summary.rates(), summary.group_counts
@@ -50,16 +52,19 @@ def table(summaries: dict[int, Summary], best: BestEpoch) -> str:
         lines.append(f"{epoch:>5}{mark} {summary.images:>5} {_percent(rates['pair_success']):>17} "
                      f"{counts['swapped']:>7} {counts['clone']:>5} {counts['blend']:>5} {counts['missing']:>4} "
                      f"{counts['extra']:>5} {counts['wrong_character']:>5} {_percent(rates['leak']):>16} "
-                     f"{_percent(rates['single_accuracy']):>17}")
+                     f"{_percent(rates['single_accuracy']):>17}"
+                     + (f" {summary.hints.get('trait_swap', 0):>10} {summary.hints.get('merged', 0):>6}"
+                        if tagged else ""))
     return "\n".join(lines)
 
 
-def prompt_table(scored: Sequence[Scored]) -> str:
+def prompt_table(scored: Sequence[Scored], tagged: bool = False) -> str:
     """One line per prompt over all epochs: how each pair (in each order) and each character alone fares."""
     groups: dict[str, list[Scored]] = {}
     for item in scored:
         groups.setdefault("/".join(item.sample.characters), []).append(item)
-    lines = [f"{'prompt (all epochs)':<32} {'imgs':>5} {'success':>17}  most common failure"]
+    lines = [f"{'prompt (all epochs)':<32} {'imgs':>5} {'success':>17}  most common failure"
+             + ("  (trait swap, merged)" if tagged else "")]
     for key, items in sorted(groups.items(), key=lambda entry: (entry[0].count("/"), entry[0])):
         summary = summarize(item.verdict for item in items)
         single = summary.singles > 0
@@ -68,13 +73,16 @@ def prompt_table(scored: Sequence[Scored]) -> str:
         failures = sorted(((count, label) for label, count in counts.items() if label != "correct" and count),
                           reverse=True)
         worst = f"{failures[0][1]} ({failures[0][0]})" if failures else "-"
-        lines.append(f"{key[:32]:<32} {summary.images:>5} {_percent(rate):>17}  {worst}")
+        hints = (f"  ({summary.hints.get('trait_swap', 0)}, {summary.hints.get('merged', 0)})"
+                 if tagged and not single else "")
+        lines.append(f"{key[:32]:<32} {summary.images:>5} {_percent(rate):>17}  {worst}{hints}")
     return "\n".join(lines)
 
 
 def _summary_dict(summary: Summary) -> dict[str, Any]:
     return {"images": summary.images, "groups": dict(summary.group_counts), "singles": dict(summary.single_counts),
-            "leaks": summary.leaks, "rates": {name: rate.as_dict() for name, rate in summary.rates().items()}}
+            "leaks": summary.leaks, "hints": dict(summary.hints),
+            "rates": {name: rate.as_dict() for name, rate in summary.rates().items()}}
 
 
 def report_document(scored: Sequence[Scored], summaries: dict[int, Summary], best: BestEpoch, rule: BestEpochRule,
@@ -95,10 +103,12 @@ def report_document(scored: Sequence[Scored], summaries: dict[int, Summary], bes
             return str(path)
 
     images = [{"file": relative(item.sample.path), "epoch": item.sample.epoch, "prompt": item.sample.prompt_index,
-               "seed": item.sample.seed, "characters": list(item.sample.characters), "class": item.verdict.label,
+               "seed": item.sample.seed, "source": item.sample.source, "lora_hash": item.sample.lora_hash,
+               "characters": list(item.sample.characters), "class": item.verdict.label,
                "seam": round(item.verdict.seam, 5), "leak": item.verdict.leak,
                "figures": [{"box": [round(v, 1) for v in figure.box], "name": figure.name, "closest": figure.best,
-                            "difference": round(figure.distance, 5), "ambiguous": figure.ambiguous}
+                            "difference": round(figure.distance, 5), "ambiguous": figure.ambiguous,
+                            "tags": list(figure.tags), "hint": figure.hint}
                            for figure in item.verdict.figures]}
               for items in by_epoch(scored).values() for item in items]
     return {**context, "classes": {"group": list(GROUP_CLASSES), "single": list(SINGLE_CLASSES)},
@@ -185,7 +195,7 @@ def sheet_epochs(epochs: Sequence[int], best: int | None, rows: int = 6) -> list
 
 def contact_sheet(scored: Sequence[Scored], best: BestEpoch, target: Path, thumb: int = 192) -> Path:
     """One row per chosen epoch, its samples in prompt order: each with the figures' boxes and assigned names, and
-    its class (and LEAK) underneath."""
+    its class (and LEAK, trait swap, merged) underneath."""
     epochs = by_epoch(scored)
     rows = [epochs[epoch] for epoch in sheet_epochs(list(epochs), best.epoch)]
     columns = max((len(row) for row in rows), default=1)
@@ -212,7 +222,8 @@ def contact_sheet(scored: Sequence[Scored], best: BestEpoch, target: Path, thumb
             colour = LABEL_COLOURS.get(item.verdict.label, (0, 0, 0))
             draw.text((x, y + thumb + 2), f"{'/'.join(item.sample.characters)}"[:30], fill="black", font=font)
             leak = " LEAK" if item.verdict.leak else ""
-            draw.text((x, y + thumb + 17), f"{item.verdict.label}{leak}", fill=colour, font=font)
+            hints = "".join(f" {hint.replace('_', ' ')}" for hint in sorted(item.verdict.hints))
+            draw.text((x, y + thumb + 17), f"{item.verdict.label}{leak}{hints}", fill=colour, font=font)
     with atomic_path(target) as tmp:
         sheet.save(tmp, format="PNG")
     return target

@@ -1,13 +1,16 @@
 """Which images to score and what each one was asked to show.
 
-Two sources: a training stage's sample folder, whose files sd-scripts names
+Three sources: a training stage's sample folder, whose files sd-scripts names
 `<output_name>_e<epoch:06d>_<prompt index:02d>_<time>_<seed>.png` (the prompt index counts the non-empty, non-`#`
-lines of the sample-prompts file onetwo wrote), or any folder of images with a `prompts.toml` beside them
-(images drawn elsewhere, e.g. in ComfyUI or AUTOMATIC1111).
+lines of the sample-prompts file onetwo wrote); `onetwo sample`'s folder `work_dir/samples/<stage>/`, each
+`<epoch file stem>__p<prompt index:02d>__s<seed>.png` with a `.json` sidecar saying which epoch file (and its
+hash), prompt, characters and seed; or any folder of images with a `prompts.toml` beside them (images drawn
+elsewhere, e.g. in ComfyUI or AUTOMATIC1111).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +33,8 @@ class Sample:
     prompt_index: int
     characters: tuple[str, ...]  # left to right
     seed: int | None
+    source: str = "training"  # "training" (drawn by sd-scripts while training), "sample" (`onetwo sample`), "folder"
+    lora_hash: str | None = None  # the epoch file's sshs_model_hash, where the image records it
 
 
 def prompt_lines(prompts_file: Path) -> list[str]:
@@ -116,7 +121,42 @@ def folder_samples(folder: Path, names: Sequence[str]) -> list[Sample]:
                         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()})
         if not paths:
             problems.append(f"{where}.images: {patterns!r} match no image in {folder}")
-        samples += [Sample(path, epoch, number, tuple(characters), None) for path in paths]
+        samples += [Sample(path, epoch, number, tuple(characters), None, "folder") for path in paths]
     if problems:
         raise OnetwoError(f"{file}: {len(problems)} problem(s):", problems)
     return samples
+
+
+SIDECAR_KEYS = {"lora_file": str, "sshs_model_hash": str, "epoch": int, "prompt_index": int, "characters": list}
+
+
+def sampled_images(folder: Path, names: Sequence[str]) -> tuple[list[Sample], list[str]]:
+    """`onetwo sample`'s images in `folder` with what their sidecars say; and warnings for those that cannot be
+    placed (no image, unreadable or incomplete sidecar, a character the project does not have)."""
+    samples, warnings = [], []
+    for sidecar in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        image = sidecar.with_suffix(".png")
+        try:
+            data = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            warnings.append(f"{sidecar}: unreadable ({exc}); skipped")
+            continue
+        fields = data if isinstance(data, dict) else {}
+        wrong = [key for key, kind in SIDECAR_KEYS.items()
+                 if not isinstance(fields.get(key), kind) or isinstance(fields.get(key), bool)]
+        if wrong:
+            warnings.append(f"{sidecar}: missing or mistyped {', '.join(wrong)}; skipped (draw it again with "
+                            "`onetwo sample`)")
+            continue
+        characters = fields["characters"]
+        if not characters or not all(name in names for name in characters):
+            warnings.append(f"{sidecar}: characters {characters!r} are not the project's ({', '.join(names)}); skipped")
+            continue
+        if not image.is_file():
+            warnings.append(f"{sidecar}: its image {image.name} is missing; skipped")
+            continue
+        seed = fields.get("seed")
+        samples.append(Sample(image, fields["epoch"], fields["prompt_index"], tuple(characters),
+                              seed if isinstance(seed, int) and not isinstance(seed, bool) else None, "sample",
+                              fields["sshs_model_hash"]))
+    return samples, warnings

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from onetwo.eval.identify import GROUP_CLASSES, SINGLE_CLASSES, Verdict
+from onetwo.eval.traits import HINTS
 
 Z95 = 1.959963984540054
 
@@ -48,6 +49,7 @@ class Summary:
     single_counts: dict[str, int]
     leaks: int
     images: int
+    hints: dict[str, int] = field(default_factory=dict)  # group images with a trait-swapped / merged figure
 
     @property
     def groups(self) -> int:
@@ -65,18 +67,24 @@ class Summary:
             "blend": Rate(self.group_counts["blend"], self.groups),
             "leak": Rate(self.leaks, self.images),
             "single_accuracy": Rate(self.single_counts["correct"], self.singles),
+            "trait_swap": Rate(self.hints.get("trait_swap", 0), self.groups),
+            "merged": Rate(self.hints.get("merged", 0), self.groups),
         }
 
 
 def summarize(verdicts: Iterable[Verdict]) -> Summary:
     group_counts = dict.fromkeys(GROUP_CLASSES, 0)
     single_counts = dict.fromkeys(SINGLE_CLASSES, 0)
+    hints = dict.fromkeys(HINTS, 0)
     leaks = images = 0
     for verdict in verdicts:
         images += 1
         leaks += verdict.leak
         (single_counts if verdict.single else group_counts)[verdict.label] += 1
-    return Summary(group_counts, single_counts, leaks, images)
+        if not verdict.single:
+            for hint in verdict.hints:
+                hints[hint] += 1
+    return Summary(group_counts, single_counts, leaks, images, hints)
 
 
 @dataclass(frozen=True)

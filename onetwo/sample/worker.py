@@ -1,0 +1,225 @@
+"""Runs inside the trainer's Python under `accelerate launch` (that Python may not have onetwo): loads the base model
+once the way sd-scripts' trainer loads it, then per LoRA file merges it into the weights the way ComfyUI and
+AUTOMATIC1111 do, draws its images with sd-scripts' own sampling code (`train_util.sample_image_inference`, the
+function that draws training's samples), and restores the weights before the next file. The epoch files are split
+between processes by accelerate's `PartialState().split_between_processes`.
+
+    python -m accelerate.commands.launch [options] worker.py JOB.json
+
+JOB.json (written by onetwo.sample.run): the sd-scripts checkout, the trainer script, the stage's training config
+file, the strength, the progress flag and, per LoRA file, the images to draw, each with its target PNG, its kohya
+prompt options and the sidecar JSON written after the PNG. Standard library, torch and sd-scripts only.
+"""
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+
+LOHA = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
+LORA = ("lora_down.weight", "lora_up.weight")
+# Modules a LoRA file may name, by kohya's prefix: each trained model's module path with "." → "_".
+PREFIXES = {"sd1": ("lora_unet", "lora_te"), "sdxl": ("lora_unet", "lora_te1", "lora_te2")}
+
+
+def write_atomic(path, data):
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def group_modules(tensors):
+    grouped = {}
+    for key, tensor in tensors.items():
+        module, _, name = key.partition(".")
+        grouped.setdefault(module, {})[name] = tensor
+    return grouped
+
+
+def delta(factors, shape):
+    """The UIs' merge of one module, in float32: m · alpha/dim · ΔW with ΔW = (w1_a @ w1_b) ⊙ (w2_a @ w2_b) for a
+    LoHa and up @ down for a LoRA, dim = the rank, alpha = dim where the file has none; reshaped to the weight."""
+    if all(name in factors for name in LOHA) and "hada_t1" not in factors:
+        w1_a, w1_b, w2_a, w2_b = (factors[name].float() for name in LOHA)
+        rank, change = w1_b.shape[0], (w1_a @ w1_b) * (w2_a @ w2_b)
+    elif all(name in factors for name in LORA) and "lora_mid.weight" not in factors:
+        down, up = factors["lora_down.weight"].float(), factors["lora_up.weight"].float()
+        rank, change = down.shape[0], up.flatten(1) @ down.flatten(1)
+    else:
+        return None
+    alpha = float(factors["alpha"]) if "alpha" in factors else float(rank)
+    return alpha / rank * change.reshape(shape)
+
+
+class Merger:
+    """Merges one LoRA file at a time into the models' weights; the weights it changed are kept (on the CPU) and put
+    back before the next file, so every file is drawn on the untouched base model."""
+
+    def __init__(self, roots):
+        self.modules = {}
+        for prefix, root in roots.items():
+            for path, module in root.named_modules():
+                if getattr(module, "weight", None) is not None:
+                    self.modules[f"{prefix}_{path}".replace(".", "_")] = module
+        self.saved = {}
+
+    def restore(self):
+        import torch
+
+        with torch.no_grad():
+            for name, weight in self.saved.items():
+                self.modules[name].weight.copy_(weight)
+        self.saved = {}
+
+    def merge(self, file, strength):
+        import torch
+        from safetensors.torch import load_file
+
+        self.restore()
+        unmatched, unknown = [], []
+        with torch.no_grad():
+            for name, factors in group_modules(load_file(file)).items():
+                module = self.modules.get(name)
+                if module is None:
+                    unmatched.append(name)
+                    continue
+                weight = module.weight
+                change = delta({key: value.to(weight.device) for key, value in factors.items()}, weight.shape)
+                if change is None:
+                    unknown.append(f"{name} ({', '.join(sorted(factors))})")
+                    continue
+                self.saved[name] = weight.detach().to("cpu", copy=True)
+                weight.copy_((weight.float() + strength * change).to(weight.dtype))
+        if unknown:
+            raise SystemExit(f"{file}: {len(unknown)} module(s) of a kind onetwo cannot merge (LoHa and LoRA only), "
+                             f"e.g. {unknown[0]}")
+        if not self.saved:
+            raise SystemExit(f"{file}: none of its {len(unmatched)} modules names a layer of this base model")
+        return len(self.saved), unmatched
+
+
+def load_args(job):
+    sys.path.insert(0, job["sd_scripts"])
+    trainer_module = os.path.splitext(os.path.basename(job["train_script"]))[0]
+    module = __import__(trainer_module)
+    from library import train_util
+
+    parser = module.setup_parser()
+    # read_config_from_file parses sys.argv again, as the trainer's __main__ leaves it
+    sys.argv = [job["train_script"], "--config_file", job["config_file"]]
+    args = train_util.read_config_from_file(parser.parse_args(sys.argv[1:]), parser)
+    trainer = module.SdxlNetworkTrainer() if job["model"] == "sdxl" else module.NetworkTrainer()
+    return args, trainer
+
+
+def build(job, args, trainer, state):
+    """The base model loaded once, as the trainer loads it, and sd-scripts' sampling pipeline over it."""
+    import torch
+    from accelerate import Accelerator
+    from library import strategy_base, train_util
+
+    cpu = state.device.type == "cpu"
+    precision = "no" if cpu else (args.mixed_precision or "no")
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+    if cpu and state.is_main_process:
+        print("sample: no CUDA device: drawing on the CPU in fp32, which is slow (a full-size model takes about a "
+              "minute an image at 28 steps)", flush=True)
+    accelerator = Accelerator(mixed_precision=precision, cpu=cpu)
+    tokenize_strategy = trainer.get_tokenize_strategy(args)
+    strategy_base.TokenizeStrategy.set_strategy(tokenize_strategy)
+    tokenizers = trainer.get_tokenizers(tokenize_strategy)
+    _, text_encoder, vae, unet = trainer.load_target_model(args, dtype, accelerator)
+    encoders = text_encoder if isinstance(text_encoder, (list, tuple)) else [text_encoder]
+    for model in (*encoders, unet):
+        model.requires_grad_(False).eval().to(accelerator.device, dtype=dtype)
+    vae.requires_grad_(False).eval().to(accelerator.device, dtype=torch.float32 if args.no_half_vae else dtype)
+    if job["model"] == "sdxl":
+        from library.sdxl_lpw_stable_diffusion import SdxlStableDiffusionLongPromptWeightingPipeline as Pipeline
+
+        tokenizer, encoder = tokenizers, list(encoders)
+    else:
+        Pipeline, tokenizer, encoder = train_util.StableDiffusionLongPromptWeightingPipeline, tokenizers[0], encoders[0]
+    pipeline = Pipeline(text_encoder=encoder, vae=vae, unet=unet, tokenizer=tokenizer,
+                        scheduler=train_util.get_my_scheduler(sample_sampler=args.sample_sampler,
+                                                              v_parameterization=args.v_parameterization),
+                        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+                        clip_skip=args.clip_skip)
+    pipeline.to(accelerator.device)
+    # one bar of images, not one of steps per image (SDXL's pipeline is no diffusers pipeline: its bar is an attribute)
+    if hasattr(pipeline, "set_progress_bar_config"):
+        pipeline.set_progress_bar_config(disable=True)
+    else:
+        pipeline.progress_bar = lambda steps: steps
+    roots = dict(zip(PREFIXES[job["model"]], [unet, *encoders], strict=True))
+    return accelerator, pipeline, Merger(roots)
+
+
+def draw_one(accelerator, args, pipeline, image, scratch):
+    """One image through train_util.sample_image_inference into a scratch folder, then renamed into place: the PNG
+    appears whole, and its sidecar after it."""
+    from library import train_util
+
+    for name in os.listdir(scratch):
+        os.unlink(os.path.join(scratch, name))
+    prompt = {"prompt": image["prompt"], "negative_prompt": image["negative_prompt"], "width": image["width"],
+              "height": image["height"], "sample_steps": image["steps"], "scale": image["scale"],
+              "seed": image["seed"], "sample_sampler": image["sampler"], "enum": image["prompt_index"]}
+    train_util.sample_image_inference(accelerator, args, pipeline, scratch, prompt, image["epoch"], 0, None)
+    (drawn,) = [name for name in os.listdir(scratch) if name.endswith(".png")]
+    os.replace(os.path.join(scratch, drawn), image["png"])
+    write_atomic(image["sidecar_file"], (json.dumps(image["sidecar"], indent=1, ensure_ascii=False) + "\n")
+                 .encode("utf-8"))
+
+
+def main(argv):
+    with open(argv[0], encoding="utf-8") as handle:
+        job = json.load(handle)
+    import logging
+
+    from accelerate import PartialState
+    from tqdm import tqdm
+
+    state = PartialState()
+    args, trainer = load_args(job)
+    logging.getLogger("library.train_util").setLevel(logging.WARNING)  # one line per image setting otherwise
+    started = time.monotonic()
+    accelerator, pipeline, merger = build(job, args, trainer, state)
+    print(f"sample: process {state.process_index}: base model loaded in {time.monotonic() - started:.1f} s",
+          flush=True)
+    with state.split_between_processes(job["files"]) as files:
+        total = sum(len(entry["images"]) for entry in files)
+        bar = tqdm(total=total, unit="img", desc=f"sample [{state.process_index}]", position=state.process_index,
+                   disable=not job["progress"])
+        scratch = tempfile.mkdtemp(prefix=".drawing-", dir=job["out_dir"])
+        try:
+            for entry in files:
+                merged, unmatched = merger.merge(entry["path"], job["strength"])
+                skipped = f"; {len(unmatched)} name no layer, e.g. {unmatched[0]}" if unmatched else ""
+                print(f"sample: {os.path.basename(entry['path'])}: merged {merged} modules at strength "
+                      f"{job['strength']:g}{skipped}", flush=True)
+                for image in entry["images"]:
+                    draw_one(accelerator, args, pipeline, image, scratch)
+                    bar.update(1)
+        finally:
+            bar.close()
+            with contextlib.suppress(OSError):
+                for name in os.listdir(scratch):
+                    os.unlink(os.path.join(scratch, name))
+                os.rmdir(scratch)
+    state.wait_for_everyone()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
