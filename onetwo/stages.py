@@ -207,12 +207,20 @@ def accelerate_settings(project: Project, items: Sequence[str]) -> dict[str, Any
     return {**project.accelerate, **dict(parse_assignment(item, "--accelerate") for item in items)}
 
 
+def say_render_notes(rendered: RenderedStage) -> None:
+    for note in rendered.notices:
+        info(f"{rendered.stage}: {note}")
+    for message in rendered.warnings:
+        warn(f"{rendered.stage}: {message}")
+
+
 def fit_stage(project: Project, stage: str, scans: Sequence[CharacterImages], templates: Templates,
               request: StageRequest, weights: Path | None = None, record: dict[str, str] | None = None) -> FittedStage:
     """Render a stage; to be launched here, fit it to the trainer's Python: probe it, and where it cannot run
     xformers switch the config to sdpa and say so. `onetwo train` and `onetwo matrix` both launch through this."""
     accelerate = accelerate_settings(project, request.accelerate)
     rendered = render_stage(project, stage, scans, templates, parse_set(request.sets), weights, record)
+    say_render_notes(rendered)
     if not request.launch:
         return FittedStage(rendered, accelerate, None)
     trainer = trainer_for(project, [rendered.flat_config()], accelerate)
@@ -274,6 +282,7 @@ def check_project(project: Project, workers: int | None = None, progress: bool =
         try:
             rendered = render_stage(project, stage, scans, templates[stage], Overrides(), weights)
             flats.append(rendered.flat_config())
+            say_render_notes(rendered)
             if stage != "stage2":  # the stage that trains on the originals' own captions
                 for message in caption_warnings(scans, project.single_caption, rendered.flat_config()):
                     warn(message)

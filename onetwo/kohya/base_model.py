@@ -26,6 +26,9 @@ LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 LORA_PARTS = (".hada_w1_a", ".lokr_w1", ".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.")
 FAMILY_NAMES = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}
 PROJECT_MODEL = {"sd1": "sd1", "sd2": "sd1", "sdxl": "sdxl"}  # the project.model that trains each family
+# ComfyUI's SDXL model_type (comfy/supported_models.py): a `v_pred` tensor in the state dict makes it a v-prediction
+# model, and `ztsnr` beside it zero terminal SNR; each marker, the sd-scripts setting that trains what it implies.
+PREDICTION_MARKERS = (("v_pred", "v_parameterization"), ("ztsnr", "zero_terminal_snr"))
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,28 @@ class ModelKind:
 
     kind: str
     detail: str
+    markers: tuple[str, ...] = ()  # the PREDICTION_MARKERS keys the state dict holds
+
+
+def prediction_settings(markers: tuple[str, ...]) -> dict[str, bool]:
+    """What sd-scripts must be told to train the target a marked SDXL checkpoint predicts; ComfyUI reads `ztsnr`
+    only beside `v_pred`."""
+    if "v_pred" not in markers:
+        return {}
+    return {setting: True for marker, setting in PREDICTION_MARKERS if marker in markers}
+
+
+def model_settings(path: Path, project_model: str) -> tuple[dict[str, bool], str]:
+    """(the settings the base model's markers imply, the markers as words): empty where it has none, is not an SDXL
+    checkpoint for an SDXL project, or cannot be read (check reports that)."""
+    if project_model != "sdxl" or not path.is_file():
+        return {}, ""
+    try:
+        found = classify(path)
+    except OSError:
+        return {}, ""
+    settings = prediction_settings(found.markers) if found.kind == "sdxl" else {}
+    return settings, " and ".join(f"{marker!r}" for marker in found.markers)
 
 
 def classify_keys(keys: Iterable[str], shapes: dict[str, list[int]] | None = None) -> ModelKind:
@@ -70,7 +95,9 @@ def read_safetensors(path: Path) -> ModelKind:
     if layout.data_end > size:
         return ModelKind("truncated", f"its tensors end at byte {layout.data_end}, the file has {size}")
     tensors = layout.tensors
-    return classify_keys(tensors, {key: value.get("shape") for key, value in tensors.items()})
+    found = classify_keys(tensors, {key: value.get("shape") for key, value in tensors.items()})
+    markers = tuple(marker for marker, _ in PREDICTION_MARKERS if marker in tensors)
+    return ModelKind(found.kind, found.detail, markers) if markers else found
 
 
 def pickle_strings(data: bytes) -> list[str]:
@@ -100,7 +127,9 @@ def read_checkpoint_zip(path: Path) -> ModelKind:
         strings = pickle_strings(data)
     except (ValueError, IndexError, struct.error) as exc:
         return ModelKind("not_a_model", f"its data.pkl is not a readable pickle ({exc})")
-    return classify_keys(string for string in strings if "." in string or string.startswith(LORA_PREFIXES))
+    found = classify_keys(string for string in strings if "." in string or string.startswith(LORA_PREFIXES))
+    markers = tuple(marker for marker, _ in PREDICTION_MARKERS if marker in strings)
+    return ModelKind(found.kind, found.detail, markers) if markers else found
 
 
 def read_diffusers(folder: Path) -> ModelKind:
@@ -171,4 +200,5 @@ def base_model_problems(path: Path, project_model: str, flat_config: dict[str, A
     if found.kind == "sd1" and v2:
         return [f"{path}: project.base_model is {found.detail}, but the training settings say v2 = true; remove v2 "
                 "(and v_parameterization) from the project"], []
-    return [], [f"base model: {found.detail}"]
+    marked = f", marked {' and '.join(repr(marker) for marker in found.markers)}" if found.markers else ""
+    return [], [f"base model: {found.detail}{marked}"]
