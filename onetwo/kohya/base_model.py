@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from onetwo.kohya.families import FAMILIES, family_of_kind
 from onetwo.kohya.safetensors_header import HeaderError, read_header
 
 MAX_PICKLE_BYTES = 64 << 20
@@ -25,7 +26,6 @@ CROSS_ATTENTION_KEY = f"{UNET}input_blocks.1.1.transformer_blocks.0.attn2.to_k.w
 LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 LORA_PARTS = (".hada_w1_a", ".lokr_w1", ".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.")
 FAMILY_NAMES = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}
-PROJECT_MODEL = {"sd1": "sd1", "sd2": "sd1", "sdxl": "sdxl"}  # the project.model that trains each family
 # ComfyUI's SDXL model_type (comfy/supported_models.py): a `v_pred` tensor in the state dict makes it a v-prediction
 # model, and `ztsnr` beside it zero terminal SNR; each marker, the sd-scripts setting that trains what it implies.
 PREDICTION_MARKERS = (("v_pred", "v_parameterization"), ("ztsnr", "zero_terminal_snr"))
@@ -51,13 +51,13 @@ def prediction_settings(markers: tuple[str, ...]) -> dict[str, bool]:
 def model_settings(path: Path, project_model: str) -> tuple[dict[str, bool], str]:
     """(the settings the base model's markers imply, the markers as words): empty where it has none, is not an SDXL
     checkpoint for an SDXL project, or cannot be read (check reports that)."""
-    if project_model != "sdxl" or not path.is_file():
+    if not FAMILIES[project_model].prediction_markers or not path.is_file():
         return {}, ""
     try:
         found = classify(path)
     except OSError:
         return {}, ""
-    settings = prediction_settings(found.markers) if found.kind == "sdxl" else {}
+    settings = prediction_settings(found.markers) if found.kind in FAMILIES[project_model].base_kinds else {}
     return settings, " and ".join(f"{marker!r}" for marker in found.markers)
 
 
@@ -188,11 +188,11 @@ def base_model_problems(path: Path, project_model: str, flat_config: dict[str, A
         return [f"{path}: project.base_model is not a model sd-scripts can train on ({found.detail}); {fix_path}"], []
     if found.kind == "unchecked":
         return [], [f"{path}: the base model cannot be checked ({found.detail}); sd-scripts will load it as it is"]
-    wanted = PROJECT_MODEL[found.kind]
-    if wanted != project_model:
-        other = "an SDXL checkpoint" if project_model == "sdxl" else "an SD1 checkpoint"
-        return [f"{path}: project.base_model is {found.detail}, but project.model is {project_model!r}; set "
-                f"project.model = {wanted!r} in [project], or point base_model at {other}"], []
+    wanted = family_of_kind(found.kind)
+    if wanted is None or wanted.name != project_model:
+        setting = f"set project.model = {wanted.name!r} in [project], or " if wanted else ""
+        return [f"{path}: project.base_model is {found.detail}, but project.model is {project_model!r}; "
+                f"{setting}point base_model at an {FAMILIES[project_model].label} checkpoint"], []
     v2 = bool((flat_config or {}).get("v2"))
     if found.kind == "sd2" and not v2:
         return [f"{path}: project.base_model is {found.detail}; set v2 = true in [training] (and "

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onetwo.kohya.families import FAMILIES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("stage1", "stage2", "joint")
 MODES = ("sequential", "joint")
-# Which sd-scripts trainer each base-model family uses.
-TRAIN_SCRIPTS = {"sd1": "train_network.py", "sdxl": "sdxl_train_network.py"}
+# Which sd-scripts trainer each base-model family uses (onetwo.kohya.families declares the families).
+TRAIN_SCRIPTS = {name: family.train_script for name, family in FAMILIES.items()}
 LAYOUTS = ("equal", "natural")
 DEFAULT_CAPTION = "{left}/{right}/COMPOSITE, {left_tags}, {right_tags}"
 GROUP_CAPTION = "{names}/COMPOSITE, {tags}"

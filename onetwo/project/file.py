@@ -10,6 +10,7 @@ from typing import Any
 from onetwo.data.captions import template_problem
 from onetwo.data.scan import IMAGE_EXTENSIONS, kohya_folder, kohya_subfolders, parent_folder_message
 from onetwo.errors import OnetwoError
+from onetwo.kohya.families import FAMILIES
 from onetwo.project.config import (
     DEFAULT_SINGLE_CAPTION,
     FORMATS,
@@ -19,7 +20,6 @@ from onetwo.project.config import (
     ORIGINALS_MODES,
     REPO_ROOT,
     STAGES,
-    TRAIN_SCRIPTS,
     Character,
     CompositeSettings,
     Overrides,
@@ -27,7 +27,7 @@ from onetwo.project.config import (
     Regularization,
     SampleSettings,
 )
-from onetwo.project.strict import TableReader, tomllib
+from onetwo.project.strict import TableReader, did_you_mean, tomllib
 
 # A name becomes the first caption token and part of the `A/B/COMPOSITE` token: these would split or break it.
 # kohya's sample-prompt parser reads these option codes even at the start of the prompt itself.
@@ -229,7 +229,7 @@ def _parse_overrides(reader: TableReader, raw: Any, path: str) -> Overrides:
 
 
 def default_templates(model: str) -> Path:
-    return REPO_ROOT / "templates" / ("sdxl" if model == "sdxl" else "")
+    return REPO_ROOT / "templates" / FAMILIES[model].templates
 
 
 def python_setting(value: str, base: Path) -> str:
@@ -257,8 +257,10 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
                                         "caption", "model", "mode", "replay", "originals", "caption_extension",
                                         "python", "attention_fallback"})
     model = reader.get(project, "project", "model", str, "sd1")
-    if model not in TRAIN_SCRIPTS:
-        reader.problem("project.model", f"must be one of {', '.join(TRAIN_SCRIPTS)}, got {model!r}")
+    if model not in FAMILIES:
+        reader.problem("project.model", f"must be one of {', '.join(FAMILIES)}, got {model!r}"
+                                        f"{did_you_mean(model, FAMILIES)}")
+        model = "sd1"
     mode = reader.get(project, "project", "mode", str, "sequential")
     if mode not in MODES:
         reader.problem("project.mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
