@@ -23,7 +23,8 @@ def test_a_misspelt_model_names_the_families(make_project) -> None:
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_each_family_has_its_templates(make_project, name: str) -> None:
     family = FAMILIES[name]
-    project = load_project(make_project(project={"model": name}))
+    slots = {slot.key: f"{slot.key}.safetensors" for slot in family.files if slot.required}
+    project = load_project(make_project(project={"model": name, **slots}))
     assert project.templates == REPO_ROOT / "templates" / family.templates
     assert project.train_script.name == family.train_script
     for stage in STAGES:
@@ -41,7 +42,7 @@ def test_the_arguments_are_the_families_own() -> None:
 
 
 @pytest.mark.parametrize(("kind", "family"), [("sd1", "sd1"), ("sd2", "sd1"), ("sdxl", "sdxl"), ("lora", None),
-                                              ("vae", None)])
+                                              ("vae", None), ("anima_dit", "anima"), ("qwen3", None)])
 def test_which_family_trains_on_a_kind(kind: str, family: str | None) -> None:
     found = family_of_kind(kind)
     assert (found.name if found else None) == family

@@ -22,6 +22,7 @@ from onetwo.errors import OnetwoError
 from onetwo.fsutil import write_text_if_changed
 from onetwo.kohya.base_model import model_settings
 from onetwo.kohya.buckets import BucketSettings, fit_size, settings_from_dataset
+from onetwo.kohya.families import FAMILIES
 from onetwo.kohya.validate import (
     WRITTEN_SUBSET_KEYS,
     resolution_problem,
@@ -38,6 +39,7 @@ SECTION_OF = {
     "pretrained_model_name_or_path": "model_arguments",
     "network_weights": "additional_network_arguments",
     "sample_prompts": "sample_prompt_arguments",
+    **{slot.argument: "model_arguments" for family in FAMILIES.values() for slot in family.files},
 }
 DEFAULT_SECTION = "training_arguments"
 
@@ -192,6 +194,8 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
         "sample_prompts": str(project.stage_dir(stage) / "sample_prompts.txt"),
         "training_comment": f"onetwo {__version__}, 1to2 {stage}",
         **(provenance or {}),
+        **{slot.argument: str(project.model_files[slot.key]) for slot in FAMILIES[project.model].files
+           if slot.key in project.model_files},
     }
     if network_weights is not None:
         computed["network_weights"] = str(network_weights)

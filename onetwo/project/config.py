@@ -119,6 +119,7 @@ class Project:
     originals: str = "link"  # how stage 1's folders hold the images kohya can read as they are: links or copies
     python: str | None = None  # the trainer's Python (project.python): a path, or a command looked up on PATH
     attention_fallback: bool = True  # xformers = true without an importable xformers: train with sdpa instead
+    model_files: dict[str, Path] = field(default_factory=dict)  # the family's file slots (families.ModelFile.key)
 
     @property
     def composite_dir(self) -> Path:

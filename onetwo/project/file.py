@@ -255,7 +255,8 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
     project = reader.table(data.get("project", {}), "project")
     reader.unknown(project, "project", {"name", "base_model", "work_dir", "output_dir", "sd_scripts", "templates",
                                         "caption", "model", "mode", "replay", "originals", "caption_extension",
-                                        "python", "attention_fallback"})
+                                        "python", "attention_fallback",
+                                        *{slot.key for family in FAMILIES.values() for slot in family.files}})
     model = reader.get(project, "project", "model", str, "sd1")
     if model not in FAMILIES:
         reader.problem("project.model", f"must be one of {', '.join(FAMILIES)}, got {model!r}"
@@ -286,6 +287,7 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
     caption_extension = reader.get(project, "project", "caption_extension", str, "")
     if why := caption_extension_problem(caption_extension) if caption_extension else None:
         reader.problem("project.caption_extension", why)
+    model_files = _parse_model_files(reader, project, model, base)
     characters = _parse_characters(reader, data.get("characters"), base, caption_extension)
     composite = _parse_composite(reader, data.get("composite", {}))
     samples = _parse_samples(reader, data.get("samples", {}))
@@ -318,7 +320,27 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
         originals=originals,
         python=python_setting(python, base) if python else None,
         attention_fallback=attention_fallback,
+        model_files=model_files,
     )
+
+
+def _parse_model_files(reader: TableReader, project: dict[str, Any], model: str, base: Path) -> dict[str, Path]:
+    """The family's file slots in [project]: required ones must be there, another family's are refused."""
+    slots = {slot.key: slot for slot in FAMILIES[model].files}
+    found: dict[str, Path] = {}
+    for family in FAMILIES.values():
+        for slot in family.files:
+            if slot.key in project and slot.key not in slots:
+                reader.problem(f"project.{slot.key}", f"is {slot.what}, a file of project.model = "
+                                                      f"{family.name!r}, not of {model!r}; remove it")
+    for key, slot in slots.items():
+        if slot.required and key not in project:
+            reader.problem(f"project.{key}", f"missing: project.model = {model!r} needs {slot.what} "
+                                             f"({FAMILIES[model].train_script} --{slot.argument}); add its path")
+        value = reader.get(project, "project", key, str, None)
+        if value:
+            found[key] = (base / value).resolve()
+    return found
 
 
 def load_project(file: Path) -> Project:
