@@ -177,3 +177,18 @@ def test_render_writes_no_gui_file_for_anima(make_project, cli, tmp_path: Path) 
     assert "stage1: no kohya_ss GUI config: onetwo does not map Anima onto the GUI's fields yet" in err
     assert (tmp_path / "work" / "stage1" / "config.toml").is_file()
     assert not list((tmp_path / "work" / "stage1").glob("*gui*"))
+
+
+def test_the_layout_clause_in_an_anima_composite_caption(make_project, tmp_path: Path, cli) -> None:
+    clause = "{left}/{right}/COMPOSITE, {left_tags}, {right_tags}, {left} on the left, {right} on the right"
+    file, _ = anima_project(make_project, tmp_path)
+    file.write_text(file.read_text(encoding="utf-8").replace("[composite]\n", f"[composite]\ncaption = \"{clause}\"\n"),
+                    encoding="utf-8")
+    code, _, err = cli("render", "stage2", "--no-progress")
+    assert code == 0, err
+    captions = [path.read_text(encoding="utf-8") for path in (tmp_path / "work" / "composites").glob("*.txt")]
+    firsts = ("alice/bob/COMPOSITE, ", "bob/alice/COMPOSITE, ")
+    assert captions and all(caption.startswith(firsts) for caption in captions)
+    for caption in captions:
+        left, right = caption.split("/")[:2]
+        assert caption.endswith(f", {left} on the left, {right} on the right")
