@@ -16,6 +16,7 @@ from onetwo.best_epoch import epoch_option
 from onetwo.data.preview import contact_sheet, sheet_items
 from onetwo.errors import OnetwoError
 from onetwo.eval import command as eval_command
+from onetwo.kohya.families import FAMILIES
 from onetwo.kohya.provenance import describe
 from onetwo.messages import info, warn
 from onetwo.project.config import STAGES, Project
@@ -78,12 +79,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    target, characters = init_project(Path(args.folder), Path(args.out), args.folder)
+    target, characters = init_project(Path(args.folder), Path(args.out), args.folder, args.model)
     for character in characters:
         repeats = f", repeats {character.repeats}" if character.repeats else ""
         kind = f" ({character.class_token})" if character.class_token else ""
         info(f"{character.name}{kind}: {character.images} images{repeats} ({character.folder})")
-    info(f"init: wrote {target}; set project.base_model in it, then run `onetwo check`")
+    slots = "".join(f", project.{slot.key}" for slot in FAMILIES[args.model].files if slot.required)
+    info(f"init: wrote {target}; set project.base_model{slots} in it, then run `onetwo check`")
     return 0
 
 
@@ -193,6 +195,9 @@ def init_parser(commands: argparse._SubParsersAction) -> None:
                      help="the folder holding one folder per character (default: the current folder)")
     sub.add_argument("-o", "--out", default="onetwo.toml", metavar="FILE",
                      help="the project file to write (default: onetwo.toml here); never overwritten")
+    sub.add_argument("--model", choices=list(FAMILIES), default="sd1",
+                     help="the base model's family (project.model; default: sd1); anima also writes placeholders "
+                          "for its text encoder and VAE")
     sub.set_defaults(handler=None)
 
 

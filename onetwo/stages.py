@@ -28,8 +28,9 @@ from onetwo.data.originals import (
 )
 from onetwo.data.scan import CharacterImages, scan_project
 from onetwo.errors import OnetwoError
-from onetwo.kohya.base_model import base_model_problems
+from onetwo.kohya.base_model import base_model_problems, model_file_problems
 from onetwo.kohya.buckets import BucketSettings, fit_size
+from onetwo.kohya.families import FAMILIES
 from onetwo.kohya.gui import gui_config, write_gui_config
 from onetwo.kohya.hashes import rehash_trained
 from onetwo.kohya.plan_table import format_plan
@@ -248,12 +249,20 @@ def accelerate_settings(project: Project, items: Sequence[str]) -> dict[str, Any
     return {**project.accelerate, **dict(parse_assignment(item, "--accelerate") for item in items)}
 
 
+def say_render_notes(rendered: RenderedStage) -> None:
+    for note in rendered.notices:
+        info(f"{rendered.stage}: {note}")
+    for message in rendered.warnings:
+        warn(f"{rendered.stage}: {message}")
+
+
 def fit_stage(project: Project, stage: str, scans: Sequence[CharacterImages], templates: Templates,
               request: StageRequest, weights: Path | None = None, record: dict[str, str] | None = None) -> FittedStage:
     """Render a stage; to be launched here, fit it to the trainer's Python: probe it, and where it cannot run
     xformers switch the config to sdpa and say so. `onetwo train` and `onetwo matrix` both launch through this."""
     accelerate = accelerate_settings(project, request.accelerate)
     rendered = render_stage(project, stage, scans, templates, parse_set(request.sets), weights, record)
+    say_render_notes(rendered)
     if not request.launch:
         return FittedStage(rendered, accelerate, None)
     trainer = trainer_for(project, [rendered.flat_config()], accelerate)
@@ -292,9 +301,13 @@ def prepare_stage(project: Project, request: StageRequest) -> PreparedStage:
     rendered = fitted.rendered
     config_file, dataset_file, prompts_file = write_stage(project, rendered)
     info(f"{stage}: wrote {config_file}, {dataset_file}, {prompts_file}")
-    gui = gui_config(rendered, dataset_file, project.model, fitted.accelerate, weights)
-    gui_note = f"; the GUI has no way to set {', '.join(gui.not_expressible)}" if gui.not_expressible else ""
-    info(f"{stage}: kohya_ss GUI config → {write_gui_config(project.stage_dir(stage), gui)}{gui_note}")
+    if FAMILIES[project.model].gui:
+        gui = gui_config(rendered, dataset_file, project.model, fitted.accelerate, weights)
+        gui_note = f"; the GUI has no way to set {', '.join(gui.not_expressible)}" if gui.not_expressible else ""
+        info(f"{stage}: kohya_ss GUI config → {write_gui_config(project.stage_dir(stage), gui)}{gui_note}")
+    else:
+        info(f"{stage}: no kohya_ss GUI config: onetwo does not map {FAMILIES[project.model].label} onto the GUI's "
+             "fields yet")
     info(format_plan(plan_stage(project, rendered, scans, jobs, fitted.accelerate, regularization)))
     argv = fitted.command(project, config_file, dataset_file, request.extra)
     return PreparedStage(argv, weights, rendered.flat_config(), fitted.trainer)
@@ -325,6 +338,7 @@ def check_project(project: Project, workers: int | None = None, progress: bool =
         try:
             rendered = render_stage(project, stage, scans, templates[stage], Overrides(), weights)
             flats.append(rendered.flat_config())
+            say_render_notes(rendered)
             if stage != "stage2":  # the stage that trains on the originals' own captions
                 for message in caption_warnings(scans, project.single_caption, rendered.flat_config()):
                     warn(message)
@@ -338,6 +352,8 @@ def check_project(project: Project, workers: int | None = None, progress: bool =
             problems.append(str(exc))
     problems += preflight(project.base_model, project.train_script, None)
     model_problems, model_notes = base_model_problems(project.base_model, project.model, flats[0] if flats else None)
+    file_problems, file_notes = model_file_problems(project.model, project.model_files)
+    model_problems, model_notes = model_problems + file_problems, model_notes + file_notes
     trainer = trainer_for(project, flats, accelerate) if flats else None
     for note in [*model_notes, *(trainer.notes if trainer else ())]:
         info(note)
@@ -356,6 +372,7 @@ def launch_problems(project: Project, prepared: PreparedStage) -> list[str]:
     trainer's Python without what the config needs, and a stage-1 network stage 2 cannot continue."""
     problems = preflight(project.base_model, project.train_script, prepared.weights)
     problems += base_model_problems(project.base_model, project.model, prepared.flat_config)[0]
+    problems += model_file_problems(project.model, project.model_files)[0]
     problems += prepared.trainer.problems if prepared.trainer else []
     weights = prepared.weights
     if weights is not None and weights.is_file():

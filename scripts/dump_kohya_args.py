@@ -68,7 +68,8 @@ def _entry(key: str, value: str) -> list[str]:
     return [f'    "{key}": (', *(f'        "{c}"' for c in chunks), "    ),"]
 
 
-def render(commit: str, args: dict[str, str], sdxl_args: dict[str, str], datasets: dict[str, frozenset[str]]) -> str:
+def render(commit: str, args: dict[str, str], sdxl_args: dict[str, str], datasets: dict[str, frozenset[str]],
+           anima_args: dict[str, str]) -> str:
     int_choices = sorted(k for k, v in args.items() if v.startswith("choice:") and v[7:].split(",")[0].isdigit())
     lines = [
         f'"""Generated from kohya-ss sd-scripts commit {commit}.',
@@ -79,6 +80,7 @@ def render(commit: str, args: dict[str, str], sdxl_args: dict[str, str], dataset
         'list (nargs) or "choice:a,b,..." (written with str(); None left out). Choices that are ints in TOML:',
         ", ".join(int_choices) + ".",
         "SDXL_ONLY_ARGS: the extra arguments of sdxl_train_network.py, same kinds.",
+        "ANIMA_ONLY_ARGS: the extra arguments of anima_train_network.py, same kinds.",
         "DATASET_KEYS: the keys a DreamBooth-style (image_dir) --dataset_config TOML allows at each level.",
         '"""',
         "",
@@ -90,6 +92,10 @@ def render(commit: str, args: dict[str, str], sdxl_args: dict[str, str], dataset
               "SDXL_ONLY_ARGS: dict[str, str] = {"]
     for key in sorted(set(sdxl_args) - set(args)):
         lines += _entry(key, sdxl_args[key])
+    lines += ["}", "", "# anima_train_network.py's arguments that train_network.py does not have.",
+              "ANIMA_ONLY_ARGS: dict[str, str] = {"]
+    for key in sorted(set(anima_args) - set(args)):
+        lines += _entry(key, anima_args[key])
     lines += ["}", "", "DATASET_KEYS: dict[str, frozenset[str]] = {"]
     for level in ("general", "datasets", "subsets"):
         lines += [f'    "{level}": frozenset(', "        {"]
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         ["git", "-C", str(sd_scripts), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
     ).stdout.strip()
     text = render(commit, script_args(sd_scripts, "train_network"), script_args(sd_scripts, "sdxl_train_network"),
-                  dataset_keys())
+                  dataset_keys(), script_args(sd_scripts, "anima_train_network"))
     tmp = ns.out.with_name(ns.out.name + ".part")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(ns.out)

@@ -65,3 +65,30 @@ def write_diffusers(folder: Path, pipeline: str, cross_attention_dim: int) -> Pa
     (folder / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": cross_attention_dim}),
                                                  encoding="utf-8")
     return folder
+
+
+# Anima (sd-scripts' library/anima_models.py, anima_utils, qwen_image_autoencoder_kl): a few keys of each file.
+ANIMA_DIT_KEYS = ["x_embedder.proj.1.weight", "t_embedder.1.linear_1.weight", "blocks.0.self_attn.q_proj.weight",
+                  "blocks.0.cross_attn.k_proj.weight", "blocks.27.mlp.layer1.weight", "final_layer.linear.weight"]
+ANIMA_ADAPTER_KEYS = ["llm_adapter.embed.weight", "llm_adapter.out_proj.weight"]
+QWEN3_KEYS = ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+              "model.layers.0.self_attn.q_norm.weight", "model.norm.weight"]
+QWEN_VAE_KEYS = ["conv1.weight", "conv2.weight", "encoder.conv1.weight", "encoder.downsamples.0.residual.0.gamma",
+                 "decoder.conv1.weight", "decoder.upsamples.0.residual.0.gamma"]
+QWEN_VAE_DIFFUSERS = {"encoder.conv_in.weight": [96, 3, 3, 3, 3], "decoder.conv_in.weight": [384, 16, 3, 3, 3],
+                      "quant_conv.weight": [32, 32, 1, 1, 1]}
+
+
+def write_anima_files(folder: Path, comfy: bool = False, adapter: bool = True) -> dict[str, Path]:
+    """Stand-ins for the files an Anima project names: DiT, Qwen3 (a file), Qwen-Image VAE, T5 tokenizer folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dit = ANIMA_DIT_KEYS + (ANIMA_ADAPTER_KEYS if adapter else [])
+    files = {
+        "base_model": write_safetensors(folder / "anima.safetensors", [f"net.{key}" if comfy else key for key in dit]),
+        "text_encoder": write_safetensors(folder / "qwen3.safetensors", QWEN3_KEYS),
+        "vae": write_safetensors(folder / "qwen_image_vae.safetensors", QWEN_VAE_KEYS),
+        "t5_tokenizer": folder / "t5",
+    }
+    files["t5_tokenizer"].mkdir(exist_ok=True)
+    (files["t5_tokenizer"] / "spiece.model").write_bytes(b"\0")
+    return files

@@ -49,12 +49,16 @@ SAMPLES = {"negative": "lowres, worst quality", "steps": 3, "scale": 5.5, "seed"
 # cpu: the end-to-end test's project (every CPU override in the project file) plus --set values of several kinds.
 # sdxl: project.model = "sdxl" (templates/sdxl, checked against sdxl_train_network.py's parser).
 # joint: project.mode = "joint" (one run on a dataset of the originals and a dataset of the composites).
+# anima: project.model = "anima" (templates/anima, anima_train_network.py's parser; captions not shuffled).
 VARIANTS: dict[str, dict[str, Any]] = {
     "reference": {"project": {}, "resolution": {"stage1": 640, "stage2": 768}, "batch": {"stage1": 4, "stage2": 2}},
     "cpu": {"project": {}, "resolution": {"stage1": 64, "stage2": 64}, "batch": {"stage1": 1, "stage2": 2}},
     "sdxl": {"project": {"model": "sdxl"}, "script": "sdxl_train_network",
              "resolution": {"stage1": 1024, "stage2": 1024}, "batch": {"stage1": 2, "stage2": 1}},
     "joint": {"project": {"mode": "joint"}, "resolution": {"joint": 768}},
+    "anima": {"project": {"model": "anima", "text_encoder": "models/qwen3", "vae": "models/vae.safetensors",
+                          "t5_tokenizer": "models/t5"}, "script": "anima_train_network",
+              "resolution": {"stage1": 768, "stage2": 1024}, "batch": {"stage1": 2, "stage2": 1}},
 }
 SEQUENTIAL = ["reference", "cpu", "sdxl"]
 CPU_SETS = ["lr_scheduler=constant_with_warmup", "lr_warmup_steps=0.1", "text_encoder_lr=0.0001",
@@ -95,7 +99,7 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     projects = {
         variant: write_project(root / variant, {"project": VARIANTS[variant]["project"], "samples": SAMPLES},
                                folders={"aoi": "3_aoi", "beni": "beni", "kiiro": "kiiro"})
-        for variant in ("reference", "sdxl", "joint")
+        for variant in ("reference", "sdxl", "joint", "anima")
     }
     projects["cpu"] = cpu_project(root / "cpu", root / "no-model", root / "no-tokenizers", samples=SAMPLES)
     jobs: dict[str, dict[str, Any]] = {}
@@ -113,7 +117,8 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 "select": [[512, 512], list(sizes[variant])],  # the buckets kohya gives a square and a composite
                 "script": VARIANTS[variant].get("script", "train_network"),
             }
-    for folder, script in ((REPO / "templates", "train_network"), (REPO / "templates" / "sdxl", "sdxl_train_network")):
+    for folder, script in ((REPO / "templates", "train_network"), (REPO / "templates" / "sdxl", "sdxl_train_network"),
+                           (REPO / "templates" / "anima", "anima_train_network")):
         jobs[f"template-{folder.name}-train"] = {"config": str(folder / "train.toml"), "script": script}
         for stage in ("stage1", "stage2", "joint"):
             jobs[f"template-{folder.name}-dataset-{stage}"] = {"dataset": str(folder / f"dataset-{stage}.toml"),
@@ -128,7 +133,7 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 RENDERED = [f"{variant}-{stage}" for variant in VARIANTS for stage in stages(variant)]
-TEMPLATES = [f"template-{folder}-{kind}" for folder in ("templates", "sdxl")
+TEMPLATES = [f"template-{folder}-{kind}" for folder in ("templates", "sdxl", "anima")
              for kind in ("train", "dataset-stage1", "dataset-stage2", "dataset-joint")]
 
 
@@ -223,6 +228,21 @@ def test_kohya_reads_composites_in_order_uncropped(probed: dict[str, Any], varia
     settings = VARIANTS[variant]
     check_composites(dataset, probed["projects"][variant], settings["resolution"]["stage2"],
                      settings["batch"]["stage2"])
+
+
+def test_kohya_reads_the_anima_stages(probed: dict[str, Any]) -> None:
+    """The Anima files reach anima_train_network.py's own arguments; both stages' datasets as the method has them."""
+    config = probed["results"]["anima-stage2"]["config"]
+    project = probed["projects"]["anima"]
+    assert (config["qwen3"], config["vae"], config["t5_tokenizer_path"]) == tuple(
+        str(project.model_files[key]) for key in ("text_encoder", "vae", "t5_tokenizer"))
+    assert config["network_module"] == "networks.lora_anima"
+    assert config["network_weights"].endswith("e2e-stage1.safetensors")
+    for stage in ("stage1", "stage2"):
+        (dataset,) = probed["results"][f"anima-{stage}"]["datasets"]
+        size = VARIANTS["anima"]["resolution"][stage]
+        assert dataset["resolution"] == [size, size] and dataset["batch_size"] == VARIANTS["anima"]["batch"][stage]
+        assert all(subset["shuffle_caption"] is False for subset in dataset["subsets"])
 
 
 def test_kohya_reads_the_joint_run_as_originals_then_composites(probed: dict[str, Any]) -> None:

@@ -180,3 +180,14 @@ def test_sample_dry_run_and_its_refusals(trained_project: Path, cli) -> None:
     assert code == 2 and "no file of epoch 5" in err and "there are epochs 1, 2" in err
     code, _, err = cli("sample", "stage2", "--no-progress")
     assert code == 2 and "onetwo render stage2" in err
+
+
+def test_a_family_the_sampler_cannot_draw_is_refused_naming_the_model(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from onetwo.sample.run import sampling_run
+    project = SimpleNamespace(model="anima", file=tmp_path / "onetwo.toml")
+    with pytest.raises(OnetwoError) as error:
+        sampling_run(project, None, [], tmp_path / "out", tmp_path / "job", None, False)  # type: ignore[arg-type]
+    assert "'anima'" in str(error.value) and "onetwo eval" in str(error.value)
+    assert not (tmp_path / "out").exists()

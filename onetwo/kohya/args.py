@@ -6,6 +6,7 @@ TRAIN_NETWORK_ARGS maps each argparse dest (= a --config_file TOML key) to its k
 list (nargs) or "choice:a,b,..." (written with str(); None left out). Choices that are ints in TOML:
 max_token_length, zero_stage.
 SDXL_ONLY_ARGS: the extra arguments of sdxl_train_network.py, same kinds.
+ANIMA_ONLY_ARGS: the extra arguments of anima_train_network.py, same kinds.
 DATASET_KEYS: the keys a DreamBooth-style (image_dir) --dataset_config TOML allows at each level.
 """
 
@@ -215,6 +216,37 @@ SDXL_ONLY_ARGS: dict[str, str] = {
     "cache_text_encoder_outputs": "flag",
     "cache_text_encoder_outputs_to_disk": "flag",
     "disable_mmap_load_safetensors": "flag",
+}
+
+# anima_train_network.py's arguments that train_network.py does not have.
+ANIMA_ONLY_ARGS: dict[str, str] = {
+    "attn_mode": "choice:torch,xformers,flash,sageattn,sdpa",
+    "blocks_to_swap": "int",
+    "cache_text_encoder_outputs": "flag",
+    "cache_text_encoder_outputs_to_disk": "flag",
+    "cross_attn_lr": "float",
+    "disable_mmap_load_safetensors": "flag",
+    "discrete_flow_shift": "float",
+    "llm_adapter_lr": "float",
+    "llm_adapter_path": "str",
+    "logit_mean": "float",
+    "logit_std": "float",
+    "mlp_lr": "float",
+    "mod_lr": "float",
+    "mode_scale": "float",
+    "qwen3": "str",
+    "qwen3_max_token_length": "int",
+    "self_attn_lr": "float",
+    "sigmoid_scale": "float",
+    "split_attn": "flag",
+    "t5_max_token_length": "int",
+    "t5_tokenizer_path": "str",
+    "text_encoder_batch_size": "int",
+    "timestep_sampling": "choice:sigma,uniform,sigmoid,shift,flux_shift",
+    "unsloth_offload_checkpointing": "flag",
+    "vae_chunk_size": "int",
+    "vae_disable_cache": "flag",
+    "weighting_scheme": "choice:sigma_sqrt,logit_normal,mode,cosmap,none,uniform",
 }
 
 DATASET_KEYS: dict[str, frozenset[str]] = {

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from onetwo.kohya.families import FAMILIES, family_of_kind
 from onetwo.kohya.safetensors_header import HeaderError, read_header
 
 MAX_PICKLE_BYTES = 64 << 20
@@ -24,8 +25,12 @@ CONTEXT_FAMILY = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 CROSS_ATTENTION_KEY = f"{UNET}input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
 LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 LORA_PARTS = (".hada_w1_a", ".lokr_w1", ".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.")
+ANIMA_DIT_PARTS = ("x_embedder.", "t_embedder.", "blocks.0.self_attn.", "blocks.0.cross_attn.")
+QWEN_VAE_PARTS = ("encoder.", "decoder.", "conv1.", "conv2.", "quant_conv.", "post_quant_conv.")
 FAMILY_NAMES = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}
-PROJECT_MODEL = {"sd1": "sd1", "sd2": "sd1", "sdxl": "sdxl"}  # the project.model that trains each family
+# ComfyUI's SDXL model_type (comfy/supported_models.py): a `v_pred` tensor in the state dict makes it a v-prediction
+# model, and `ztsnr` beside it zero terminal SNR; each marker, the sd-scripts setting that trains what it implies.
+PREDICTION_MARKERS = (("v_pred", "v_parameterization"), ("ztsnr", "zero_terminal_snr"))
 
 
 @dataclass(frozen=True)
@@ -34,11 +39,58 @@ class ModelKind:
 
     kind: str
     detail: str
+    markers: tuple[str, ...] = ()  # the PREDICTION_MARKERS keys the state dict holds
+    adapter: bool = False  # an Anima DiT with its LLM adapter inside
+
+
+def prediction_settings(markers: tuple[str, ...]) -> dict[str, bool]:
+    """What sd-scripts must be told to train the target a marked SDXL checkpoint predicts; ComfyUI reads `ztsnr`
+    only beside `v_pred`."""
+    if "v_pred" not in markers:
+        return {}
+    return {setting: True for marker, setting in PREDICTION_MARKERS if marker in markers}
+
+
+def model_settings(path: Path, project_model: str) -> tuple[dict[str, bool], str]:
+    """(the settings the base model's markers imply, the markers as words): empty where it has none, is not an SDXL
+    checkpoint for an SDXL project, or cannot be read (check reports that)."""
+    if not FAMILIES[project_model].prediction_markers or not path.is_file():
+        return {}, ""
+    try:
+        found = classify(path)
+    except OSError:
+        return {}, ""
+    settings = prediction_settings(found.markers) if found.kind in FAMILIES[project_model].base_kinds else {}
+    return settings, " and ".join(f"{marker!r}" for marker in found.markers)
+
+
+def classify_anima_parts(keys: list[str], shapes: dict[str, list[int]]) -> ModelKind | None:
+    """An Anima DiT (with or without ComfyUI's `net.` prefix), a Qwen3 text encoder or a Qwen-Image VAE, by the
+    module names sd-scripts loads them with (library/anima_models.py, anima_utils.load_qwen3_text_encoder,
+    qwen_image_autoencoder_kl)."""
+    names = {key.removeprefix("net.") for key in keys}
+    if all(any(name.startswith(part) for name in names) for part in ANIMA_DIT_PARTS):
+        prefix = " with ComfyUI's net. prefix" if all(key.startswith("net.") for key in keys) else ""
+        adapter = any(name.startswith("llm_adapter.") for name in names)
+        blocks = len({name.split(".")[1] for name in names if name.startswith("blocks.")})
+        return ModelKind("anima_dit", f"an Anima DiT ({blocks} blocks{prefix}, LLM adapter "
+                                      f"{'inside' if adapter else 'not inside'})", adapter=adapter)
+    plain = {key.removeprefix("model.") for key in keys}
+    if "embed_tokens.weight" in plain and any(".self_attn.q_norm." in key for key in plain):
+        layers = len({key.split(".")[1] for key in plain if key.startswith("layers.")})
+        return ModelKind("qwen3", f"a Qwen3 text encoder ({layers} layers)")
+    if keys and all(key.startswith(QWEN_VAE_PARTS) for key in keys) and (
+            any(key.startswith(("encoder.downsamples.", "decoder.upsamples.")) for key in keys)
+            or any(len(shape) == 5 for shape in shapes.values())):
+        return ModelKind("qwen_image_vae", "a Qwen-Image VAE (3-D causal convolutions)")
+    return None
 
 
 def classify_keys(keys: Iterable[str], shapes: dict[str, list[int]] | None = None) -> ModelKind:
     """The family of a state dict from its key names (and the cross-attention shape, where a header gives it)."""
     keys = list(keys)
+    if found := classify_anima_parts(keys, shapes or {}):
+        return found
     lora = [key for key in keys if key.startswith(LORA_PREFIXES) or any(part in key for part in LORA_PARTS)]
     if lora and len(lora) * 2 >= len(keys):
         algo = "LoHa" if any(".hada_" in key for key in lora) else "LoKr" if any(".lokr_" in key for key in lora) \
@@ -70,7 +122,9 @@ def read_safetensors(path: Path) -> ModelKind:
     if layout.data_end > size:
         return ModelKind("truncated", f"its tensors end at byte {layout.data_end}, the file has {size}")
     tensors = layout.tensors
-    return classify_keys(tensors, {key: value.get("shape") for key, value in tensors.items()})
+    found = classify_keys(tensors, {key: value.get("shape") for key, value in tensors.items()})
+    markers = tuple(marker for marker, _ in PREDICTION_MARKERS if marker in tensors)
+    return ModelKind(found.kind, found.detail, markers) if markers else found
 
 
 def pickle_strings(data: bytes) -> list[str]:
@@ -100,7 +154,9 @@ def read_checkpoint_zip(path: Path) -> ModelKind:
         strings = pickle_strings(data)
     except (ValueError, IndexError, struct.error) as exc:
         return ModelKind("not_a_model", f"its data.pkl is not a readable pickle ({exc})")
-    return classify_keys(string for string in strings if "." in string or string.startswith(LORA_PREFIXES))
+    found = classify_keys(string for string in strings if "." in string or string.startswith(LORA_PREFIXES))
+    markers = tuple(marker for marker, _ in PREDICTION_MARKERS if marker in strings)
+    return ModelKind(found.kind, found.detail, markers) if markers else found
 
 
 def read_diffusers(folder: Path) -> ModelKind:
@@ -123,10 +179,26 @@ def read_diffusers(folder: Path) -> ModelKind:
     return ModelKind(family, f"an {FAMILY_NAMES[family]} diffusers {pipeline or 'folder'} (cross-attention {context})")
 
 
+def read_model_folder(folder: Path) -> ModelKind:
+    """A Hugging Face folder without a model_index.json: a Qwen3 model or a T5 tokenizer, by its config.json."""
+    config_file = folder / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return ModelKind("not_a_model", f"its config.json cannot be read ({exc})")
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type == "qwen3":
+        return ModelKind("qwen3", "a Qwen3 model folder (config.json model_type qwen3)")
+    if (folder / "spiece.model").is_file() or (model_type == "t5" and (folder / "tokenizer.json").is_file()):
+        return ModelKind("t5_tokenizer", "a T5 tokenizer folder")
+    return ModelKind("not_a_model", f"a folder with neither model_index.json nor a Qwen3 or T5 config.json"
+                                    f"{f' (model_type {model_type!r})' if model_type else ''}")
+
+
 def classify(path: Path) -> ModelKind:
     """What `path` holds, by its content (not its suffix)."""
     if path.is_dir():
-        return read_diffusers(path)
+        return read_diffusers(path) if (path / "model_index.json").is_file() else read_model_folder(path)
     with path.open("rb") as handle:
         head = handle.read(9)
     if not head:
@@ -159,11 +231,15 @@ def base_model_problems(path: Path, project_model: str, flat_config: dict[str, A
         return [f"{path}: project.base_model is not a model sd-scripts can train on ({found.detail}); {fix_path}"], []
     if found.kind == "unchecked":
         return [], [f"{path}: the base model cannot be checked ({found.detail}); sd-scripts will load it as it is"]
-    wanted = PROJECT_MODEL[found.kind]
-    if wanted != project_model:
-        other = "an SDXL checkpoint" if project_model == "sdxl" else "an SD1 checkpoint"
-        return [f"{path}: project.base_model is {found.detail}, but project.model is {project_model!r}; set "
-                f"project.model = {wanted!r} in [project], or point base_model at {other}"], []
+    wanted = family_of_kind(found.kind)
+    if wanted is None or wanted.name != project_model:
+        setting = f"set project.model = {wanted.name!r} in [project], or " if wanted else ""
+        return [f"{path}: project.base_model is {found.detail}, but project.model is {project_model!r}; "
+                f"{setting}point base_model at an {FAMILIES[project_model].label} checkpoint"], []
+    if found.kind == "anima_dit" and not found.adapter:
+        return [f"{path}: project.base_model is {found.detail}; the pinned anima_train_network.py loads the LLM "
+                "adapter only from the DiT file (llm_adapter.* keys; its --llm_adapter_path is not read): point "
+                "base_model at the full Anima DiT"], []
     v2 = bool((flat_config or {}).get("v2"))
     if found.kind == "sd2" and not v2:
         return [f"{path}: project.base_model is {found.detail}; set v2 = true in [training] (and "
@@ -171,4 +247,32 @@ def base_model_problems(path: Path, project_model: str, flat_config: dict[str, A
     if found.kind == "sd1" and v2:
         return [f"{path}: project.base_model is {found.detail}, but the training settings say v2 = true; remove v2 "
                 "(and v_parameterization) from the project"], []
-    return [], [f"base model: {found.detail}"]
+    marked = f", marked {' and '.join(repr(marker) for marker in found.markers)}" if found.markers else ""
+    return [], [f"base model: {found.detail}{marked}"]
+
+
+def model_file_problems(project_model: str, files: dict[str, Path]) -> tuple[list[str], list[str]]:
+    """(problems, notes) about the family's other files ([project] text_encoder, vae, …): each must be what its
+    slot names, told from its header or config, never loaded."""
+    problems: list[str] = []
+    notes: list[str] = []
+    for slot in FAMILIES[project_model].files:
+        path = files.get(slot.key)
+        if path is None:
+            continue
+        if not path.exists():
+            problems.append(f"{path}: project.{slot.key} ({slot.what}) not found; check the path")
+            continue
+        try:
+            found = classify(path)
+        except OSError as exc:
+            problems.append(f"{path}: project.{slot.key} cannot be read ({exc}); check the path and its permissions")
+            continue
+        if found.kind == "unchecked":
+            notes.append(f"{path}: project.{slot.key} cannot be checked ({found.detail})")
+        elif found.kind not in slot.kinds:
+            problems.append(f"{path}: project.{slot.key} is {found.detail}, not {slot.what}; point it at "
+                            f"{slot.what}")
+        else:
+            notes.append(f"{slot.key}: {found.detail}")
+    return problems, notes

@@ -21,6 +21,7 @@ from typing import Any
 
 from onetwo.fsutil import write_text_if_changed
 from onetwo.kohya.buckets import settings_from_dataset
+from onetwo.kohya.families import FAMILIES
 from onetwo.kohya.gui_fields import GUI_CHOICES, GUI_FIELDS, OPEN_CHOICES
 from onetwo.kohya.provenance import metadata_value
 from onetwo.kohya.render import RenderedStage
@@ -219,7 +220,7 @@ def gui_config(rendered: RenderedStage, dataset_file: Path, model: str, accelera
     fields.update({key: subset[key] for key in SUBSET_FIELDS if key in subset})
     width, height = settings_from_dataset(general, datasets[0], flat).resolution
     fields.update({"max_resolution": f"{width},{height}", "train_batch_size": dataset.get("batch_size", 1),
-                   "dataset_config": str(dataset_file), "sdxl": model == "sdxl",
+                   "dataset_config": str(dataset_file), "sdxl": FAMILIES[model].gui_flag == "sdxl",
                    "sample_prompts": rendered.sample_prompts.rstrip("\n"),
                    "network_weights": str(network_weights) if network_weights else ""})
     leftovers: list[str] = []

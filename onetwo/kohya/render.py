@@ -20,7 +20,9 @@ from onetwo.data.composite import PORTRAIT
 from onetwo.data.scan import CharacterImages
 from onetwo.errors import OnetwoError
 from onetwo.fsutil import write_text_if_changed
+from onetwo.kohya.base_model import model_settings
 from onetwo.kohya.buckets import BucketSettings, fit_size, settings_from_dataset
+from onetwo.kohya.families import FAMILIES
 from onetwo.kohya.share import stage2_repeats
 from onetwo.kohya.validate import (
     WRITTEN_SUBSET_KEYS,
@@ -38,6 +40,7 @@ SECTION_OF = {
     "pretrained_model_name_or_path": "model_arguments",
     "network_weights": "additional_network_arguments",
     "sample_prompts": "sample_prompt_arguments",
+    **{slot.argument: "model_arguments" for family in FAMILIES.values() for slot in family.files},
 }
 DEFAULT_SECTION = "training_arguments"
 
@@ -56,6 +59,8 @@ class RenderedStage:
     config: dict[str, Any]
     dataset: dict[str, Any]
     sample_prompts: str
+    notices: tuple[str, ...] = ()  # settings onetwo chose from the base model, said once per stage
+    warnings: tuple[str, ...] = ()
 
     def flat_config(self) -> dict[str, Any]:
         return flatten_sections(self.config)
@@ -190,12 +195,24 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
         "sample_prompts": str(project.stage_dir(stage) / "sample_prompts.txt"),
         "training_comment": f"onetwo {__version__}, 1to2 {stage}",
         **(provenance or {}),
+        **{slot.argument: str(project.model_files[slot.key]) for slot in FAMILIES[project.model].files
+           if slot.key in project.model_files},
     }
     if network_weights is not None:
         computed["network_weights"] = str(network_weights)
     origin = {key: f"{templates.train_file}" for key in flatten_sections(config)}
     for key, value in computed.items():
         set_train_key(config, key, value)
+    notices, warnings = [], []
+    marked, markers = model_settings(project.base_model, project.model)
+    for key, value in marked.items():
+        if key not in user.train:
+            set_train_key(config, key, value)
+            origin[key] = f"{project.base_model} (marked {markers})"
+            notices.append(f"{key} = true: the base model is marked {markers} as ComfyUI reads them")
+        elif user.train[key] is False:
+            warnings.append(f"{project.file}: {key} = false, but the base model is marked {markers}: it will "
+                            "learn the wrong target; remove the setting (onetwo then sets it true)")
     for key, value in user.train.items():
         set_train_key(config, key, value)
         origin[key] = f"{project.file}: [{stage}] or [training] or --set"
@@ -234,7 +251,8 @@ def render_stage(project: Project, stage: str, scans: Sequence[CharacterImages],
         datasets[0]["subsets"].append({**subset, "is_reg": True})
     dataset_doc["datasets"] = datasets
     buckets = settings_from_dataset(dataset_doc.get("general", {}), datasets[-1], flat)
-    return RenderedStage(stage, config, dataset_doc, sample_prompts(project, scans, buckets))
+    return RenderedStage(stage, config, dataset_doc, sample_prompts(project, scans, buckets), tuple(notices),
+                         tuple(warnings))
 
 
 def merged_datasets(project: Project, stage: str, templates: Templates, user: Overrides

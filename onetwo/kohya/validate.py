@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from onetwo.kohya.args import DATASET_KEYS, SDXL_ONLY_ARGS, TRAIN_NETWORK_ARGS
+from onetwo.kohya.args import DATASET_KEYS
 from onetwo.kohya.buckets import parse_resolution
-from onetwo.project.config import TRAIN_SCRIPTS
+from onetwo.kohya.families import FAMILIES
 from onetwo.project.strict import did_you_mean
 
 # The subset keys onetwo writes for every subset, which a project file or --set may not set.
@@ -35,8 +35,8 @@ def _value_problem(kind: str, value: Any) -> str | None:
 
 def validate_train_keys(flat: dict[str, Any], origin: dict[str, str], model: str = "sd1") -> list[str]:
     """Every key must be one the trainer knows: kohya itself silently ignores misspelt ones."""
-    known = {**TRAIN_NETWORK_ARGS, **SDXL_ONLY_ARGS} if model == "sdxl" else TRAIN_NETWORK_ARGS
-    script = TRAIN_SCRIPTS[model]
+    known = FAMILIES[model].arguments
+    script = FAMILIES[model].train_script
     problems = []
     for key, value in flat.items():
         where = origin.get(key, "template")

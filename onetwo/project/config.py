@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onetwo.kohya.families import FAMILIES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("stage1", "stage2", "joint")
 MODES = ("sequential", "joint")
-# Which sd-scripts trainer each base-model family uses.
-TRAIN_SCRIPTS = {"sd1": "train_network.py", "sdxl": "sdxl_train_network.py"}
+# Which sd-scripts trainer each base-model family uses (onetwo.kohya.families declares the families).
+TRAIN_SCRIPTS = {name: family.train_script for name, family in FAMILIES.items()}
 LAYOUTS = ("equal", "natural", "scene")
 SCENE_PLACEMENTS = ("ground", "random")
 LOSS_MASKS = ("none", "seam", "figures")
@@ -133,6 +135,7 @@ class Project:
     attention_fallback: bool = True  # xformers = true without an importable xformers: train with sdpa instead
     stage1_loss_mask: str = "none"  # [stage1] loss_mask = "figures": stage 1 trains on the figures (alpha_mask)
     stage1_mask_floor: float = 0.25
+    model_files: dict[str, Path] = field(default_factory=dict)  # the family's file slots (families.ModelFile.key)
 
     @property
     def composite_dir(self) -> Path:

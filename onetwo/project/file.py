@@ -11,6 +11,7 @@ from typing import Any
 from onetwo.data.captions import template_problem
 from onetwo.data.scan import IMAGE_EXTENSIONS, kohya_folder, kohya_subfolders, parent_folder_message
 from onetwo.errors import OnetwoError
+from onetwo.kohya.families import FAMILIES
 from onetwo.project.config import (
     DEFAULT_SINGLE_CAPTION,
     FORMATS,
@@ -22,7 +23,6 @@ from onetwo.project.config import (
     REPO_ROOT,
     SCENE_PLACEMENTS,
     STAGES,
-    TRAIN_SCRIPTS,
     Character,
     CompositeSettings,
     Overrides,
@@ -30,7 +30,7 @@ from onetwo.project.config import (
     Regularization,
     SampleSettings,
 )
-from onetwo.project.strict import TableReader, tomllib
+from onetwo.project.strict import TableReader, did_you_mean, tomllib
 
 # A name becomes the first caption token and part of the `A/B/COMPOSITE` token: these would split or break it.
 # kohya's sample-prompt parser reads these option codes even at the start of the prompt itself.
@@ -282,7 +282,7 @@ def _parse_overrides(reader: TableReader, raw: Any, path: str) -> Overrides:
 
 
 def default_templates(model: str) -> Path:
-    return REPO_ROOT / "templates" / ("sdxl" if model == "sdxl" else "")
+    return REPO_ROOT / "templates" / FAMILIES[model].templates
 
 
 def python_setting(value: str, base: Path) -> str:
@@ -308,10 +308,13 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
     project = reader.table(data.get("project", {}), "project")
     reader.unknown(project, "project", {"name", "base_model", "work_dir", "output_dir", "sd_scripts", "templates",
                                         "caption", "model", "mode", "replay", "originals", "caption_extension",
-                                        "python", "attention_fallback"})
+                                        "python", "attention_fallback",
+                                        *{slot.key for family in FAMILIES.values() for slot in family.files}})
     model = reader.get(project, "project", "model", str, "sd1")
-    if model not in TRAIN_SCRIPTS:
-        reader.problem("project.model", f"must be one of {', '.join(TRAIN_SCRIPTS)}, got {model!r}")
+    if model not in FAMILIES:
+        reader.problem("project.model", f"must be one of {', '.join(FAMILIES)}, got {model!r}"
+                                        f"{did_you_mean(model, FAMILIES)}")
+        model = "sd1"
     mode = reader.get(project, "project", "mode", str, "sequential")
     if mode not in MODES:
         reader.problem("project.mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
@@ -337,6 +340,7 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
     caption_extension = reader.get(project, "project", "caption_extension", str, "")
     if why := caption_extension_problem(caption_extension) if caption_extension else None:
         reader.problem("project.caption_extension", why)
+    model_files = _parse_model_files(reader, project, model, base)
     characters = _parse_characters(reader, data.get("characters"), base, caption_extension)
     composite = _parse_composite(reader, data.get("composite", {}))
     samples = _parse_samples(reader, data.get("samples", {}))
@@ -388,7 +392,27 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
         attention_fallback=attention_fallback,
         stage1_loss_mask=stage1_loss_mask,
         stage1_mask_floor=stage1_mask_floor,
+        model_files=model_files,
     )
+
+
+def _parse_model_files(reader: TableReader, project: dict[str, Any], model: str, base: Path) -> dict[str, Path]:
+    """The family's file slots in [project]: required ones must be there, another family's are refused."""
+    slots = {slot.key: slot for slot in FAMILIES[model].files}
+    found: dict[str, Path] = {}
+    for family in FAMILIES.values():
+        for slot in family.files:
+            if slot.key in project and slot.key not in slots:
+                reader.problem(f"project.{slot.key}", f"is {slot.what}, a file of project.model = "
+                                                      f"{family.name!r}, not of {model!r}; remove it")
+    for key, slot in slots.items():
+        if slot.required and key not in project:
+            reader.problem(f"project.{key}", f"missing: project.model = {model!r} needs {slot.what} "
+                                             f"({FAMILIES[model].train_script} --{slot.argument}); add its path")
+        value = reader.get(project, "project", key, str, None)
+        if value:
+            found[key] = (base / value).resolve()
+    return found
 
 
 def load_project(file: Path) -> Project:

@@ -18,6 +18,7 @@ import tomli_w
 from onetwo.data.scan import IMAGE_EXTENSIONS, kohya_folder
 from onetwo.errors import OnetwoError
 from onetwo.fsutil import write_text_atomic
+from onetwo.kohya.families import FAMILIES
 from onetwo.project.config import CAPTION_EXTENSIONS, kohya_token
 from onetwo.project.file import class_problem, name_problem, slugify
 
@@ -143,8 +144,24 @@ def _caption_comment(character: CharacterFolder) -> str:
     return text + "".join(f"# note: {note}\n" for note in character.notes)
 
 
+def model_lines(model: str) -> list[str]:
+    """project.model and, for a family with other files (Anima), a placeholder or a commented example for each."""
+    family = FAMILIES[model]
+    if not family.files:
+        return ["# for an SDXL base model:\n", _commented("model", "sdxl")]
+    lines = [_value("model", model)]
+    for slot in family.files:
+        where = f"{family.train_script} --{slot.argument}"
+        placeholder = f"CHANGE-ME/{slot.key.replace('_', '-')}"
+        if slot.required:
+            lines += [f"# {slot.what} ({where}). Replace the placeholder.\n", _value(slot.key, placeholder)]
+        else:
+            lines += [f"# optional: {slot.what} ({where})\n", _commented(slot.key, placeholder)]
+    return lines
+
+
 def project_document(characters: Sequence[CharacterFolder], project_dir: Path, project_name: str,
-                     source: str, passed_over: Sequence[str] = ()) -> str:
+                     source: str, passed_over: Sequence[str] = (), model: str = "sd1") -> str:
     """The commented project file: [project] with the base model to fill in, one [[characters]] per folder."""
     parts = [
         f"# onetwo project file, written by `onetwo init {source}`. Relative paths are relative to this file.\n",
@@ -153,8 +170,7 @@ def project_document(characters: Sequence[CharacterFolder], project_dir: Path, p
         _value("name", project_name),
         "# The model to train on: a .safetensors or .ckpt file or a diffusers folder. Replace the placeholder.\n",
         _value("base_model", BASE_MODEL_PLACEHOLDER),
-        "# for an SDXL base model:\n",
-        _commented("model", "sdxl"),
+        *model_lines(model),
         _value("work_dir", "build"),
         _value("output_dir", "output"),
     ]
@@ -187,13 +203,13 @@ def project_name_for(project_dir: Path) -> str:
     return name or "onetwo"
 
 
-def init_project(root: Path, target: Path, source: str = ".") -> tuple[Path, list[CharacterFolder]]:
+def init_project(root: Path, target: Path, source: str = ".", model: str = "sd1") -> tuple[Path, list[CharacterFolder]]:
     """Write the project file for the character folders under `root` (`source` as the user wrote it) to
     `target`; never overwrites."""
     if target.exists():
         raise OnetwoError(f"{target.resolve()}: already exists, and `onetwo init` does not overwrite a project file; "
                           "move it away, or write the new one elsewhere with -o FILE")
     characters, passed_over = survey(root, target.parent)
-    text = project_document(characters, target.parent, project_name_for(target.parent), source, passed_over)
+    text = project_document(characters, target.parent, project_name_for(target.parent), source, passed_over, model)
     write_text_atomic(target, text)
     return target, characters

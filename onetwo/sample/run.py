@@ -36,6 +36,7 @@ from onetwo.trainer.launch import accelerate_options, require, run
 
 WORKER = Path(__file__).with_name("worker.py")
 KOHYA_DEFAULT_SAMPLER = "ddim"  # train_network.py's --sample_sampler default
+DRAWN_FAMILIES = ("sd1", "sdxl")  # the families worker.py loads and merges LoRAs into
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ def hashed(files: Sequence[Path], output_name: str, last_epoch: int) -> list[Epo
 
 def sampling_run(project: Project, fitted: FittedStage, planned: list[Planned], out_dir: Path, job_dir: Path,
                  options: Options, progress: bool) -> SamplingRun:
+    if project.model not in DRAWN_FAMILIES:
+        raise OnetwoError(f"{project.file}: project.model is {project.model!r}; onetwo sample (and matrix) draw "
+                          f"{' and '.join(DRAWN_FAMILIES)} models only so far. Draw {project.model} samples during "
+                          "training (sample_every_n_epochs) or in ComfyUI, and score them with `onetwo eval`")
     return SamplingRun(out_dir, job_dir, planned, pending(planned, out_dir), fitted, options.strength, progress)
 
 

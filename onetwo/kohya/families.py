@@ -1,0 +1,56 @@
+"""The model families onetwo trains, as data: each one's trainer script, templates, the arguments that script
+accepts, the base-model kinds (as `base_model.classify` names them) it trains on, and what the kohya_ss GUI calls
+it. Adding a family is an entry here plus templates and tests, not a branch in code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from onetwo.kohya.args import ANIMA_ONLY_ARGS, SDXL_ONLY_ARGS, TRAIN_NETWORK_ARGS
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A file the family needs beside the base model: its [project] key, the trainer argument it fills, whether
+    it must be given and the base_model.classify kinds it may hold."""
+
+    key: str
+    argument: str
+    required: bool
+    kinds: tuple[str, ...]
+    what: str
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # project.model
+    label: str
+    train_script: str  # in the sd-scripts checkout
+    templates: str  # the folder under templates/ ("" is templates/ itself)
+    arguments: Mapping[str, str]  # every option of train_script, with its kind (onetwo.kohya.args)
+    base_kinds: tuple[str, ...]  # the base_model.classify kinds this family trains on
+    gui_flag: str = ""  # the kohya_ss GUI checkbox that selects the family ("": none, the SD1 default)
+    gui: bool = True  # onetwo writes the kohya_ss GUI file (Anima: the GUI's anima_* fields are not mapped yet)
+    prediction_markers: bool = False  # reads ComfyUI's v_pred/ztsnr marker tensors (base_model.PREDICTION_MARKERS)
+    files: tuple[ModelFile, ...] = ()  # the [project] file slots beside base_model
+
+
+SD1 = Family("sd1", "SD1", "train_network.py", "", TRAIN_NETWORK_ARGS, ("sd1", "sd2"))
+SDXL = Family("sdxl", "SDXL", "sdxl_train_network.py", "sdxl", {**TRAIN_NETWORK_ARGS, **SDXL_ONLY_ARGS}, ("sdxl",),
+              gui_flag="sdxl", prediction_markers=True)
+# sd-scripts' docs/anima_train_network.md, section 3: the DiT is the base model; Qwen3 and the VAE are required, the
+# T5 tokenizer (else the checkout's configs/t5_old) optional. No LLM adapter slot: at the pinned commit
+# --llm_adapter_path is parsed but never read, and the DiT loads only with its llm_adapter.* keys inside.
+ANIMA = Family("anima", "Anima", "anima_train_network.py", "anima", {**TRAIN_NETWORK_ARGS, **ANIMA_ONLY_ARGS},
+               ("anima_dit",), gui=False, files=(
+                   ModelFile("text_encoder", "qwen3", True, ("qwen3",), "the Qwen3-0.6B text encoder"),
+                   ModelFile("vae", "vae", True, ("qwen_image_vae",), "the Qwen-Image VAE"),
+                   ModelFile("t5_tokenizer", "t5_tokenizer_path", False, ("t5_tokenizer",), "the T5 tokenizer"),
+               ))
+FAMILIES: dict[str, Family] = {family.name: family for family in (SD1, SDXL, ANIMA)}
+
+
+def family_of_kind(kind: str) -> Family | None:
+    """The family that trains on a base model of this classify kind."""
+    return next((family for family in FAMILIES.values() if kind in family.base_kinds), None)
