@@ -166,7 +166,20 @@ def parser() -> argparse.ArgumentParser:
     grid.add_argument("--dry-run", action="store_true", help="print the sampling command, draw nothing")
     grid.set_defaults(extra=[])
     every_command_options(commands)
+    offline_options(commands)
     return root
+
+
+OFFLINE_HELP = ("read the models onetwo downloads (the segmentation model for figure masks) from the huggingface "
+                "cache only, naming any file missing there; the same as HF_HUB_OFFLINE=1, which it also passes on")
+
+
+def offline_options(commands: argparse._SubParsersAction) -> None:
+    """--offline wherever a command may build figure masks (eval has its own, for its models)."""
+    for name in ("check", "composite", "preview", "render", "train", "sample", "matrix"):
+        sub = commands.choices[name]
+        if "--offline" not in sub._option_string_actions:
+            sub.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
 
 
 def every_command_options(commands: argparse._SubParsersAction) -> None:
@@ -218,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     args.extra = extra
+    if getattr(args, "offline", False):
+        os.environ["HF_HUB_OFFLINE"] = "1"  # huggingface_hub's own switch, read where a model is fetched
     try:
         if args.command == "inspect":
             return cmd_inspect(args)

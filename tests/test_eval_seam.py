@@ -42,3 +42,11 @@ def test_a_calibration_that_separates_nothing_falls_back_to_the_default() -> Non
     calibration = calibrate([0.0, 0.0, 0.0], [0.0, 0.0], "plain composites")
     assert calibration.threshold == DEFAULT_THRESHOLD and calibration.auc == 0.5
     assert "do not separate" in calibration.source
+
+
+def test_a_fallback_calibration_names_its_auc_once() -> None:
+    from onetwo.eval.seam import calibrate
+
+    calibration = calibrate([0.1, 0.2, 0.3], [0.1, 0.2, 0.3], "3 composites vs 3 originals")
+    assert calibration.auc == 0.5
+    assert f"{calibration.auc:.2f}" not in calibration.source  # eval prints the AUC beside the source, once

@@ -180,6 +180,18 @@ def test_opaque_scenes_without_a_model_fail_before_building(tmp_path, cli, monke
     assert not (tmp_path / "work" / "composites").exists() and not (tmp_path / "work" / "masks").exists()
 
 
+def test_offline_flag_names_the_missing_model_file(tmp_path, cli, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # restored after the test: --offline sets it for the process
+    make_characters(tmp_path / "data", ["alice", "bob"], count=2, cut_out=[True, False])
+    write_project(tmp_path, {"layout": "scene"})
+    code, _, err = cli("composite", "--offline")
+    assert code == 2
+    assert "skytnt/anime-seg: isnetis.onnx" in err and str(tmp_path / "empty-hub") in err
+    assert "fetch them once with network access" in err  # the cache-only answer, not a failed download
+    assert not (tmp_path / "work" / "composites").exists() and not (tmp_path / "work" / "masks").exists()
+
+
 @pytest.mark.parametrize("key, value, fact", [
     ("scene_share", 1.5, "composite.scene_share"), ("scene_scale", [0.9, 0.5], "composite.scene_scale"),
     ("scene_placement", "floating", "composite.scene_placement"), ("scene_overlap", -0.1, "composite.scene_overlap"),

@@ -101,11 +101,6 @@ def calibrate_seam(project: Project, originals: Sequence[Path]) -> SeamCalibrati
                                            f"{len(negatives)} originals")
 
 
-def samples_dir(project: Project, stage: str) -> Path:
-    """Where `onetwo sample` draws a stage's epoch files."""
-    return project.work_dir / "samples" / stage
-
-
 @dataclass(frozen=True)
 class Found:
     samples: list[Sample]
@@ -119,7 +114,7 @@ def find_samples(project: Project, target: str, names: Sequence[str], scans, all
     if target in STAGES:
         groups = sample_prompt_groups(project, scans)
         prompts_file = project.stage_dir(target) / "sample_prompts.txt"
-        sample_dir, drawn_dir = project.output_dir / "sample", samples_dir(project, target)
+        sample_dir, drawn_dir = project.output_dir / "sample", project.samples_dir(target)
         training, warnings = stage_samples(sample_dir, project.output_name(target), prompts_file, groups, names)
         drawn, more = sampled_images(drawn_dir, names)
         for message in warnings + more:

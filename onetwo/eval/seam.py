@@ -95,5 +95,5 @@ def calibrate(positives: Sequence[float], negatives: Sequence[float], source: st
     auc = roc_auc(positives, negatives)
     if auc < MIN_AUC:  # the composites show no seam (e.g. both cells on one plain background): nothing learnt
         return SeamCalibration(DEFAULT_THRESHOLD, auc, len(pos), len(neg),
-                               f"default: {source} do not separate (AUC {auc:.2f} < {MIN_AUC})")
+                               f"default: {source} do not separate (AUC under {MIN_AUC})")
     return SeamCalibration(max(threshold, 1e-6), auc, len(pos), len(neg), source)

@@ -156,6 +156,10 @@ class Project:
     def stage_dir(self, stage: str) -> Path:
         return self.work_dir / stage
 
+    def samples_dir(self, stage: str) -> Path:
+        """Where `onetwo sample` draws a stage's epoch files, and where `onetwo eval` reads them."""
+        return self.work_dir / "samples" / stage
+
     @property
     def originals_dir(self) -> Path:
         return self.work_dir / "originals"

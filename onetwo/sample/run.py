@@ -107,7 +107,7 @@ def prepare(project: Project, request: StageRequest, epochs: str, options: Optio
                   if (found := characters_of_prompt(line.prompt, groups, names)) is not None}
     planned = plan_images(files, lines, characters, options, flat.get("sample_sampler") or KOHYA_DEFAULT_SAMPLER,
                           flat.get("clip_skip"), project.base_model.name, project.samples.seed)
-    return sampling_run(project, fitted, planned, project.work_dir / "samples" / stage,
+    return sampling_run(project, fitted, planned, project.samples_dir(stage),
                         project.stage_dir(stage) / "sampling", options, request.progress)
 
 
