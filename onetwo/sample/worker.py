@@ -138,6 +138,8 @@ def build(job, args, trainer, state):
     accelerator = Accelerator(mixed_precision=precision, cpu=cpu)
     tokenize_strategy = trainer.get_tokenize_strategy(args)
     strategy_base.TokenizeStrategy.set_strategy(tokenize_strategy)
+    # SDXL's pipeline encodes prompts through the strategy the trainer sets before its first sample
+    strategy_base.TextEncodingStrategy.set_strategy(trainer.get_text_encoding_strategy(args))
     tokenizers = trainer.get_tokenizers(tokenize_strategy)
     _, text_encoder, vae, unet = trainer.load_target_model(args, dtype, accelerator)
     encoders = text_encoder if isinstance(text_encoder, (list, tuple)) else [text_encoder]
