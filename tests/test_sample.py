@@ -18,6 +18,7 @@ from onetwo.kohya.hashes import compute
 from onetwo.sample import plan
 from onetwo.sample.plan import EpochFile, Options, PromptLine
 from tests.model_files import LOHA_KEYS, SD1_KEYS, write_safetensors
+from tests.test_matrix import stand_in_worker
 
 PROMPTS = ("# a comment line kohya skips\n\n"
            + sample_prompt_line("alice, 1girl", "lowres", 512, 512, 28, 7.0, 1) + "\n"
@@ -97,21 +98,6 @@ def test_an_image_counts_as_drawn_only_with_a_sidecar_saying_the_same(tmp_path: 
 
 
 # ---- through the real CLI, the launch replaced by a stand-in worker -------------------------------------------
-
-
-def stand_in_worker(launched: list[list[str]]):
-    """What the worker leaves behind for every image of the job: the PNG, then its sidecar."""
-
-    def run(argv: list[str], log: Path) -> int:
-        launched.append(list(argv))
-        job = json.loads(Path(argv[-1]).read_text(encoding="utf-8"))
-        for entry in job["files"]:
-            for image in entry["images"]:
-                Path(image["png"]).write_bytes(b"\x89PNG stand-in")
-                Path(image["sidecar_file"]).write_text(json.dumps(image["sidecar"]), encoding="utf-8")
-        return 0
-
-    return run
 
 
 @pytest.fixture

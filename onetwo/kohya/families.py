@@ -34,6 +34,7 @@ class Family:
     gui: bool = True  # onetwo writes the kohya_ss GUI file (Anima: the GUI's anima_* fields are not mapped yet)
     prediction_markers: bool = False  # reads ComfyUI's v_pred/ztsnr marker tensors (base_model.PREDICTION_MARKERS)
     files: tuple[ModelFile, ...] = ()  # the [project] file slots beside base_model
+    sampled: bool = True  # onetwo sample's worker loads it and merges LoRAs into it (Anima: not yet)
 
 
 SD1 = Family("sd1", "SD1", "train_network.py", "", TRAIN_NETWORK_ARGS, ("sd1", "sd2"))
@@ -43,7 +44,7 @@ SDXL = Family("sdxl", "SDXL", "sdxl_train_network.py", "sdxl", {**TRAIN_NETWORK_
 # T5 tokenizer (else the checkout's configs/t5_old) optional. No LLM adapter slot: at the pinned commit
 # --llm_adapter_path is parsed but never read, and the DiT loads only with its llm_adapter.* keys inside.
 ANIMA = Family("anima", "Anima", "anima_train_network.py", "anima", {**TRAIN_NETWORK_ARGS, **ANIMA_ONLY_ARGS},
-               ("anima_dit",), gui=False, files=(
+               ("anima_dit",), gui=False, sampled=False, files=(
                    ModelFile("text_encoder", "qwen3", True, ("qwen3",), "the Qwen3-0.6B text encoder"),
                    ModelFile("vae", "vae", True, ("qwen_image_vae",), "the Qwen-Image VAE"),
                    ModelFile("t5_tokenizer", "t5_tokenizer_path", False, ("t5_tokenizer",), "the T5 tokenizer"),

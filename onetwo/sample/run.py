@@ -15,6 +15,7 @@ from onetwo.data.scan import CharacterImages
 from onetwo.errors import OnetwoError
 from onetwo.eval.samples import characters_of_prompt
 from onetwo.fsutil import write_text_atomic
+from onetwo.kohya.families import FAMILIES
 from onetwo.kohya.hashes import compute, epoch_files
 from onetwo.kohya.render import load_templates, sample_prompt_groups, write_toml
 from onetwo.kohya.set_options import require_valid_sets
@@ -36,7 +37,6 @@ from onetwo.trainer.launch import accelerate_options, require, run
 
 WORKER = Path(__file__).with_name("worker.py")
 KOHYA_DEFAULT_SAMPLER = "ddim"  # train_network.py's --sample_sampler default
-DRAWN_FAMILIES = ("sd1", "sdxl")  # the families worker.py loads and merges LoRAs into
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,10 @@ def hashed(files: Sequence[Path], output_name: str, last_epoch: int) -> list[Epo
 
 def sampling_run(project: Project, fitted: FittedStage, planned: list[Planned], out_dir: Path, job_dir: Path,
                  options: Options, progress: bool) -> SamplingRun:
-    if project.model not in DRAWN_FAMILIES:
+    if not FAMILIES[project.model].sampled:
+        drawn = [family.label for family in FAMILIES.values() if family.sampled]
         raise OnetwoError(f"{project.file}: project.model is {project.model!r}; onetwo sample (and matrix) draw "
-                          f"{' and '.join(DRAWN_FAMILIES)} models only so far. Draw {project.model} samples during "
+                          f"{' and '.join(drawn)} models only so far. Draw {project.model} samples during "
                           "training (sample_every_n_epochs) or in ComfyUI, and score them with `onetwo eval`")
     return SamplingRun(out_dir, job_dir, planned, pending(planned, out_dir), fitted, options.strength, progress)
 
