@@ -50,6 +50,7 @@ from onetwo.kohya.set_options import handoff_fix, require_valid_sets
 from onetwo.kohya.training_plan import plan_stage
 from onetwo.messages import info, warn
 from onetwo.project.config import Overrides, Project
+from onetwo.synth.join import decks as synthetic_decks
 from onetwo.trainer.launch import command, preflight, require, run
 from onetwo.trainer.python import TrainerCheck, choose_python, trainer_for
 
@@ -104,6 +105,7 @@ def figure_boxes(project: Project, scans: Sequence[CharacterImages],
 def composite_plan(project: Project, scans: Sequence[CharacterImages], sets: Sequence[str] = (),
                    buckets: BucketSettings | None = None, progress: bool = True) -> list[CompositeJob]:
     buckets = buckets or role_buckets(project, "composites", parse_set(sets))
+    scans = synthetic_decks(project, scans)  # `onetwo synth`'s kept drawings, up to [synthetic] max_share
     return plan(scans, project.composite, lambda aspect: fit_size(aspect, buckets),
                 figure_boxes(project, scans, progress))
 
@@ -292,8 +294,8 @@ def prepare_stage(project: Project, request: StageRequest) -> PreparedStage:
         jobs, _ = make_composites(project, scans, request.workers, request.progress, request.sets, templates)
     regularization = prepare_regularization(project, stage, request.workers, request.progress)
     if stage == "stage2":
-        if project.replay:
-            prepare_originals(project, scans, replay=True)
+        if project.replay:  # the replayed share of each deck: drawings kept by `onetwo synth` too
+            prepare_originals(project, synthetic_decks(project, scans), replay=True)
         weights = stage1_weights(project, request.from_file, request.epoch)
     record = provenance(stage, project.name, trigger_tokens(project, stage), project.sd_scripts, weights,
                         project.manifest_file if stage != "stage1" else None)
