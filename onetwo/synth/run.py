@@ -28,7 +28,7 @@ from onetwo.kohya.set_options import require_valid_sets
 from onetwo.messages import info
 from onetwo.project.config import Project
 from onetwo.sample import run as sampling
-from onetwo.sample.plan import EpochFile, Options, Planned, epoch_number, parse_prompt_lines, plan_images
+from onetwo.sample.plan import KEY_FIELDS, EpochFile, Options, Planned, epoch_number, parse_prompt_lines, plan_images
 from onetwo.stages import StageRequest, scan
 from onetwo.synth.prompts import SynthPrompt, build_prompts
 
@@ -134,19 +134,13 @@ def decision_key(run: SynthRun, item: CharacterImages, project: Project, models:
     for entry in run.planned[item.character.name]:
         png = entry.png(project.synthetic_dir)
         stat = png.stat()
-        drawn.append([entry.stem, {key: entry.record[key] for key in sampling_keys()}, stat.st_size,
+        drawn.append([entry.stem, {key: entry.record[key] for key in KEY_FIELDS}, stat.st_size,
                       stat.st_mtime_ns])
     payload = {"file": run.file.model_hash, "drawn": drawn, "models": models, "threshold": threshold,
                "margin": synthetic.margin, "duplicate_bits": synthetic.duplicate_bits,
                "training": [image.fingerprint for image in item.images],
                "references": sorted(image.fingerprint for other in run.everyone for image in other.images)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def sampling_keys() -> tuple[str, ...]:
-    from onetwo.sample.plan import KEY_FIELDS
-
-    return KEY_FIELDS
 
 
 def read_report(project: Project) -> dict[str, Any]:
