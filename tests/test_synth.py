@@ -160,6 +160,7 @@ def test_the_closest_drawings_join_the_deck_after_the_characters_own_images() ->
     ({"duplicate_bits": 65}, "synthetic.duplicate_bits: counts differing bits"),
     ({"per_character": 0}, "synthetic.per_character: must be at least 1"),
     ({"below": "few"}, "synthetic.below: must be an integer"),
+    ({"stage1": "yes"}, "synthetic.stage1: must be true or false"),
 ])
 def test_the_synthetic_table_is_strict(tmp_path: Path, table: dict, expected: str) -> None:
     from onetwo.errors import OnetwoError
@@ -178,6 +179,7 @@ def test_the_synthetic_defaults(tmp_path: Path) -> None:
 
     project = parse_project(project_data(["alice", "bob"]), tmp_path / "onetwo.toml")
     assert (project.synthetic.per_character, project.synthetic.max_share, project.synthetic.below) == (16, 0.3, 0)
+    assert project.synthetic.stage1 is False
     assert project.synthetic_dir == project.work_dir / "synthetic"
     custom = parse_project({**project_data(["alice", "bob"]), "synthetic": {"below": 12, "max_share": 0.2}},
                            tmp_path / "onetwo.toml")

@@ -151,6 +151,17 @@ def test_stage2_deals_the_kept_drawings_up_to_the_cap_and_stage1_never(
     assert code == 0, err
     assert not any("synthetic" in str(path) for path in (tmp_path / "work" / "originals").rglob("*"))
     assert "synthetic " not in err
+    # unless asked: [synthetic] stage1 = true puts the drawing that joined the deck in stage 1's folder too
+    project_file = tmp_path / "onetwo.toml"
+    project_file.write_text(project_file.read_text(encoding="utf-8").replace("[synthetic]\n",
+                                                                            "[synthetic]\nstage1 = true\n"),
+                            encoding="utf-8")
+    code, _, err = cli("render", "stage1", "--no-progress")
+    assert code == 0, err
+    linked = sorted(path.name for path in (tmp_path / "work" / "originals" / "aoi").glob("*.png"))
+    assert linked == ["aoi0.png", "aoi1.png", f"synthetic__{images[0]['file'].replace('/', '__')}"]
+    assert (tmp_path / "work" / "originals" / "aoi" / linked[-1]).with_suffix(".txt").read_text(
+        encoding="utf-8") == images[0]["caption"]
 
 
 

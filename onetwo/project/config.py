@@ -99,6 +99,7 @@ class SyntheticSettings:
     margin: float = 0.01  # kept only within the identity threshold minus this
     duplicate_bits: int = 8  # a 64-bit difference hash this close to another image's: a near-duplicate
     seed: int = 0
+    stage1: bool = False  # stage 1 trains on them too: the model fed its own output, only when asked
 
 
 @dataclass(frozen=True)

@@ -296,6 +296,7 @@ def _parse_synthetic(reader: TableReader, raw: Any) -> SyntheticSettings:
         below=reader.positive_int(table, path, "below", defaults.below, 0),
         max_share=max_share, margin=max(0.0, margin), duplicate_bits=min(64, bits),
         seed=reader.get(table, path, "seed", int, defaults.seed),
+        stage1=reader.get(table, path, "stage1", bool, defaults.stage1),
     )
 
 
