@@ -179,3 +179,31 @@ def test_synth_names_and_below_choose_the_characters(synth_project: Path) -> Non
     assert [item.character.name for item in choose(scans, ["midori"], 3)] == ["midori"]
     with pytest.raises(OnetwoError, match="no character 'kiiro'; the project has aoi, midori"):
         choose(scans, ["kiiro"], 0)
+
+
+def test_the_epoch_file_synth_draws_with(synth_project: Path, tmp_path: Path) -> None:
+    from onetwo.errors import OnetwoError
+    from onetwo.project.file import load_project
+    from onetwo.synth.run import stage1_file
+
+    project = load_project(synth_project)
+    save = write_safetensors(tmp_path / "out" / "demo-stage1-000001.safetensors", LOHA_KEYS)
+    assert stage1_file(project, "last") == project.lora_file("stage1")
+    assert stage1_file(project, "1") == save
+    with pytest.raises(OnetwoError, match="holds no stage-1 file of epoch 5"):
+        stage1_file(project, "5")
+    with pytest.raises(OnetwoError, match="give last, best or an epoch number"):
+        stage1_file(project, "first")
+    with pytest.raises(OnetwoError, match="no eval report of stage 1"):
+        stage1_file(project, "best")
+    project.lora_file("stage1").unlink()
+    assert stage1_file(project, "last") == save  # no final file: the latest save
+    save.unlink()
+    with pytest.raises(OnetwoError, match="no stage-1 LoRA file"):
+        stage1_file(project, "last")
+
+
+def test_synth_refuses_joint_mode(make_project, cli) -> None:
+    make_project(["alice", "bob"], project={"mode": "joint"})
+    code, _, err = cli("synth", "--no-progress")
+    assert code == 2 and "joint" in err and "needs sequential mode" in err
