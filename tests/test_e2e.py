@@ -442,7 +442,7 @@ def test_sample_draws_what_training_drew(trained: Trained) -> None:
 
 def test_synth_draws_with_a_stage1_file_keeps_what_the_backend_accepts_and_stage2_deals_it(
         trained: Trained, tmp_path: Path) -> None:
-    """`onetwo synth` through the real CLI with stage 1's final file at 64 px and 1 step (3 drawings each of two
+    """`onetwo synth` through the real CLI with stage 1's epoch-1 file at 64 px and 1 step (3 drawings each of two
     characters, one model load), judged by tests/synthkit.py's stand-in, which accepts the pictures the test names.
     In a project file of its own (another work_dir, side-by-side composites), so the trained project's composites
     and samples stay as the tests above left them."""
@@ -467,8 +467,10 @@ def test_synth_draws_with_a_stage1_file_keeps_what_the_backend_accepts_and_stage
     synth = load_project(file)
     verdicts = tmp_path / "verdicts.json"
     env = {VERDICTS: str(verdicts)}
-    argv = ("synth", "aoi", "beni", "--backend", "tests.synthkit:backends", "--steps", "1", "--width", "64",
-            "--height", "64")
+    # epoch 1's file: the tiny model's final stage-1 file draws every image all black (NaN) here, so the drawings
+    # would all be one picture
+    argv = ("synth", "aoi", "beni", "--epoch", "1", "--backend", "tests.synthkit:backends", "--steps", "1",
+            "--width", "64", "--height", "64")
 
     first = onetwo(root, file, *argv, env=env)
     assert first.returncode == 0, tail(first.output, 80)
@@ -479,9 +481,12 @@ def test_synth_draws_with_a_stage1_file_keeps_what_the_backend_accepts_and_stage
     for paths in drawn.values():
         for png in paths:
             record = json.loads(png.with_suffix(".json").read_text(encoding="utf-8"))
-            assert record["lora_file"] == project.lora_file("stage1").name and record["settings"]["steps"] == 1
+            assert record["lora_file"] == "e2e-stage1-000001.safetensors" and record["epoch"] == 1
+            assert record["settings"]["steps"] == 1 and record["characters"] == [png.parent.name]
             with Image.open(png) as image:
                 assert image.size == (64, 64)
+    pictures = {pixel_key(Image.open(png)) for paths in drawn.values() for png in paths}
+    assert len(pictures) == 6  # six seeds, six pictures
     report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
     assert {image["reason"] for entry in report["characters"].values() for image in entry["images"]} == {"no figure"}
 

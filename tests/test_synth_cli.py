@@ -95,6 +95,9 @@ def test_synth_keeps_what_eval_says_is_the_character_alone_and_stage2_deals_it(
     synthetic = tmp_path / "work" / "synthetic"
     report = json.loads((synthetic / "report.json").read_text(encoding="utf-8"))
     assert list(report["characters"]) == ["aoi"]  # only the one named
+    # the final file counts as the last epoch (the templates' max_train_epochs), as onetwo sample numbers it
+    assert (report["characters"]["aoi"]["epoch_file"], report["characters"]["aoi"]["epoch"]) == (
+        "demo-stage1.safetensors", 40)
     images = report["characters"]["aoi"]["images"]
     assert [image["prompt_index"] for image in images] == list(range(len(PLAN)))
     for image, (kind, reason) in zip(images, PLAN, strict=True):

@@ -95,9 +95,10 @@ def prepare(project: Project, request: StageRequest, names: Sequence[str], epoch
     scans = scan(project, request.workers, request.progress)
     chosen = choose(scans, names, settings.below)
     lora = stage1_file(project, epoch)
-    file = EpochFile(lora, epoch_number(lora, project.output_name("stage1"), 0), compute(lora)[0])
     fitted = sampling.fitted_stage(project, "stage1", request, scans)
     flat = fitted.rendered.flat_config()
+    last_epoch = int(flat.get("max_train_epochs") or 1)  # the final file's epoch, as onetwo sample numbers it
+    file = EpochFile(lora, epoch_number(lora, project.output_name("stage1"), last_epoch), compute(lora)[0])
     width, height = fit_size(1.0, role_buckets(project, "originals", parse_set(request.sets)))
     samples = project.samples
     distinctive = distinctive_tags({item.character.name: [image.tags for image in item.images] for item in scans})
