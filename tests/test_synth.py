@@ -184,3 +184,15 @@ def test_the_synthetic_defaults(tmp_path: Path) -> None:
     custom = parse_project({**project_data(["alice", "bob"]), "synthetic": {"below": 12, "max_share": 0.2}},
                            tmp_path / "onetwo.toml")
     assert (custom.synthetic.below, custom.synthetic.max_share) == (12, 0.2)
+
+
+def test_the_plan_table_shows_each_characters_drawings_and_their_share() -> None:
+    from dataclasses import replace
+
+    from onetwo.kohya.plan_table import format_plan, stage_plan
+
+    plan = stage_plan("stage2", {"datasets": []}, {"max_train_epochs": 1}, {}, "")
+    assert "synthetic" not in format_plan(plan)
+    shown = format_plan(replace(plan, synthetic=(("aoi", 3, 11, 40, 11), ("bob", 1, 21, 40, 2)), synthetic_cap=0.3))
+    assert ("  synthetic                aoi 3 of 11 deck images, in 11 of 40 composites (28%); bob 1 of 21 deck "
+            "images, in 2 of 40 composites (5%); max_share 0.3") in shown.splitlines()

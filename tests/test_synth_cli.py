@@ -141,11 +141,11 @@ def test_stage2_deals_the_kept_drawings_up_to_the_cap_and_stage1_never(
     assert all(("synthetic" in source) == flag for source, flag in sources)
     aoi = [source for source, _ in sources if "/aoi" in source]
     assert len(aoi) == 6 and sum(source in used for source in aoi) == 2  # 2 of 6: a third, each image twice
-    assert "synthetic                aoi 1 of 3 deck images, in 2 of 6 composites (33%; max_share 0.34)" in err
+    assert "synthetic                aoi 1 of 3 deck images, in 2 of 6 composites (33%); max_share 0.34" in err
     captions = [entry["caption"] for entry in manifest["composites"].values() if any(entry.get("synthetic", ()))]
     assert captions and all("red dress" in caption for caption in captions)
     _, out, _ = cli("check", "--no-progress")  # its plan tables show them too (whatever else it finds)
-    assert "synthetic                aoi 1 of 3 deck images, in 2 of 6 composites (33%; max_share 0.34)" in out
+    assert "synthetic                aoi 1 of 3 deck images, in 2 of 6 composites (33%); max_share 0.34" in out
     # replay replays the deck: the character's images and the drawing that joined it
     replayed = sorted(path.name for path in (tmp_path / "work" / "replay" / "aoi").glob("*.png"))
     assert replayed == ["aoi0.png", "aoi1.png", f"synthetic__{images[0]['file'].replace('/', '__')}"]

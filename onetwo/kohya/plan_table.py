@@ -201,10 +201,9 @@ def format_plan(plan: StagePlan) -> str:
         asked = f" (composite.share {plan.share_asked:g})" if plan.share_asked is not None else ""
         lines.append(f"  composite share          {composites / views:.1%} of {views} image views{asked}")
     if plan.synthetic:
-        shares = ", ".join(f"{name} {drawn} of {deck} deck images, in {used} of {shown} composites "
-                           f"({used / shown if shown else 0:.0%}"
-                           for name, drawn, deck, shown, used in plan.synthetic)
-        lines.append(f"  synthetic                {shares}; max_share {plan.synthetic_cap:g})")
+        shares = "; ".join(f"{name} {drawn} of {deck} deck images, in {used} of {shown} composites "
+                           f"({used / shown if shown else 0:.0%})" for name, drawn, deck, shown, used in plan.synthetic)
+        lines.append(f"  synthetic                {shares}; max_share {plan.synthetic_cap:g}")
     accumulation = f" / {plan.accumulation} accumulated" if plan.accumulation > 1 else ""
     processes = f" / {plan.processes} processes" if plan.processes > 1 else ""
     lines += [
