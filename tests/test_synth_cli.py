@@ -210,3 +210,14 @@ def test_synth_refuses_joint_mode(make_project, cli) -> None:
     make_project(["alice", "bob"], project={"mode": "joint"})
     code, _, err = cli("synth", "--no-progress")
     assert code == 2 and "joint" in err and "needs sequential mode" in err
+
+
+def test_synth_dry_run_says_what_it_would_draw_and_draws_nothing(synth_project: Path, cli, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    launched: list[int] = []
+    monkeypatch.setattr("onetwo.sample.run.run", worker(launched))
+    code, out, err = cli("synth", "--dry-run", "--no-progress")
+    assert code == 0, err
+    assert f"synth: {2 * len(PLAN)} of {2 * len(PLAN)} images to draw with demo-stage1.safetensors" in err
+    assert "accelerate.commands.launch" in out and launched == []
+    assert not (tmp_path / "work" / "synthetic" / "report.json").exists()
