@@ -34,6 +34,7 @@ from onetwo.stages import (
     scan,
     train_stage,
 )
+from onetwo.synth import command as synth_command
 
 WORKERS_HELP = "image worker processes (default: the cores this process may use)"
 PROJECT_HELP = ("the project file, or a folder holding onetwo.toml (default: $ONETWO_PROJECT, else the nearest "
@@ -154,6 +155,7 @@ def parser() -> argparse.ArgumentParser:
     init_parser(commands)
     eval_command.add_parser(add)
     sample_command.add_parser(add, request)
+    synth_command.add_parser(add, request)
     grid = add("matrix", cmd_matrix, "draw every character alone and every pair in both orders with a LoRA "
                "(onetwo sample's sampler: the LoRA merged as the UIs merge it), as one PNG grid; reruns reuse the "
                "cells already drawn")

@@ -50,6 +50,7 @@ from onetwo.kohya.set_options import handoff_fix, require_valid_sets
 from onetwo.kohya.training_plan import plan_stage
 from onetwo.messages import info, warn
 from onetwo.project.config import Overrides, Project
+from onetwo.synth.join import decks as synthetic_decks
 from onetwo.trainer.launch import command, preflight, require, run
 from onetwo.trainer.python import TrainerCheck, choose_python, trainer_for
 
@@ -101,9 +102,16 @@ def figure_boxes(project: Project, scans: Sequence[CharacterImages],
     return {path: FigureBox(str(mask.file), mask.box or (0, 0, *mask.size), mask.size) for path, mask in found.items()}
 
 
+def stage1_decks(project: Project, scans: Sequence[CharacterImages]) -> list[CharacterImages]:
+    """Stage 1's folders: the characters' own images; with `[synthetic] stage1 = true`, and their kept drawings up
+    to max_share (the model then trains on its own output: only when asked)."""
+    return synthetic_decks(project, scans) if project.synthetic.stage1 else list(scans)
+
+
 def composite_plan(project: Project, scans: Sequence[CharacterImages], sets: Sequence[str] = (),
                    buckets: BucketSettings | None = None, progress: bool = True) -> list[CompositeJob]:
     buckets = buckets or role_buckets(project, "composites", parse_set(sets))
+    scans = synthetic_decks(project, scans)  # `onetwo synth`'s kept drawings, up to [synthetic] max_share
     return plan(scans, project.composite, lambda aspect: fit_size(aspect, buckets),
                 figure_boxes(project, scans, progress))
 
@@ -285,15 +293,16 @@ def prepare_stage(project: Project, request: StageRequest) -> PreparedStage:
     scans = scan(project, request.workers, request.progress)
     weights = None
     jobs: list[CompositeJob] = []
+    originals = stage1_decks(project, scans) if stage == "stage1" else scans
     if stage in ("stage1", "joint"):
-        prepare_originals(project, scans, weighted=stage == "stage1" and project.stage1_loss_mask == "figures",
+        prepare_originals(project, originals, weighted=stage == "stage1" and project.stage1_loss_mask == "figures",
                           progress=request.progress)
     if stage in ("stage2", "joint"):  # the stage that trains on the composites: role_buckets may use its templates
         jobs, _ = make_composites(project, scans, request.workers, request.progress, request.sets, templates)
     regularization = prepare_regularization(project, stage, request.workers, request.progress)
     if stage == "stage2":
-        if project.replay:
-            prepare_originals(project, scans, replay=True)
+        if project.replay:  # the replayed share of each deck: drawings kept by `onetwo synth` too
+            prepare_originals(project, synthetic_decks(project, scans), replay=True)
         weights = stage1_weights(project, request.from_file, request.epoch)
     record = provenance(stage, project.name, trigger_tokens(project, stage), project.sd_scripts, weights,
                         project.manifest_file if stage != "stage1" else None)
@@ -308,7 +317,7 @@ def prepare_stage(project: Project, request: StageRequest) -> PreparedStage:
     else:
         info(f"{stage}: no kohya_ss GUI config: onetwo does not map {FAMILIES[project.model].label} onto the GUI's "
              "fields yet")
-    info(format_plan(plan_stage(project, rendered, scans, jobs, fitted.accelerate, regularization)))
+    info(format_plan(plan_stage(project, rendered, originals, jobs, fitted.accelerate, regularization)))
     argv = fitted.command(project, config_file, dataset_file, request.extra)
     return PreparedStage(argv, weights, rendered.flat_config(), fitted.trainer)
 
@@ -346,8 +355,8 @@ def check_project(project: Project, workers: int | None = None, progress: bool =
                                                          progress)
             for message in notes:
                 warn(message)
-            print(format_plan(plan_stage(project, rendered, scans, jobs if stage != "stage1" else [], accelerate,
-                                         regularization)))
+            print(format_plan(plan_stage(project, rendered, stage1_decks(project, scans) if stage == "stage1" else
+                                         scans, jobs if stage != "stage1" else [], accelerate, regularization)))
         except OnetwoError as exc:
             problems.append(str(exc))
     problems += preflight(project.base_model, project.train_script, None)

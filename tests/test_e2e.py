@@ -438,3 +438,95 @@ def test_sample_draws_what_training_drew(trained: Trained) -> None:
         differences[index] = round(float(np.abs(theirs - ours).mean()), 4)
     assert len(differences) >= len(CHARACTERS) + len(PAIRS) - 1, (differences, blank)
     assert max(differences.values()) <= 1.0, f"mean differences {differences}, blank in training {blank}"
+
+
+def test_synth_draws_with_a_stage1_file_keeps_what_the_backend_accepts_and_stage2_deals_it(
+        trained: Trained, tmp_path: Path) -> None:
+    """`onetwo synth` through the real CLI with stage 1's epoch-1 file at 64 px and 1 step (3 drawings each of two
+    characters, one model load), judged by tests/synthkit.py's stand-in, which accepts the pictures the test names.
+    In a project file of its own (another work_dir, side-by-side composites), so the trained project's composites
+    and samples stay as the tests above left them."""
+    import tomli_w
+    from PIL import Image
+
+    from onetwo.eval.score import load_reference
+    from onetwo.project.strict import tomllib
+    from tests.synthkit import VERDICTS, pixel_key
+
+    need(trained, "stage1")
+    project = trained.project
+    root = project.file.parent
+    data = tomllib.loads(project.file.read_text(encoding="utf-8"))
+    data["project"]["work_dir"] = "build-synth"
+    data["composite"] = {key: value for key, value in data["composite"].items() if key not in ("layout", "loss_mask")}
+    data["composite"]["per_pair"] = 6
+    data["stage1"].pop("loss_mask", None)
+    data["synthetic"] = {"per_character": 3, "max_share": 0.34}
+    file = root / "synth.toml"
+    file.write_text(tomli_w.dumps(data), encoding="utf-8")
+    synth = load_project(file)
+    verdicts = tmp_path / "verdicts.json"
+    env = {VERDICTS: str(verdicts)}
+    # epoch 1's file: the tiny model's final stage-1 file draws every image all black (NaN) here, so the drawings
+    # would all be one picture
+    argv = ("synth", "aoi", "beni", "--epoch", "1", "--backend", "tests.synthkit:backends", "--steps", "1",
+            "--width", "64", "--height", "64")
+
+    first = onetwo(root, file, *argv, env=env)
+    assert first.returncode == 0, tail(first.output, 80)
+    assert first.output.count("base model loaded in") == 1
+    out_dir = synth.synthetic_dir
+    drawn = {name: sorted((out_dir / name).glob("*.png")) for name in ("aoi", "beni")}
+    assert [len(paths) for paths in drawn.values()] == [3, 3] and not (out_dir / "kiiro").exists()
+    for paths in drawn.values():
+        for png in paths:
+            record = json.loads(png.with_suffix(".json").read_text(encoding="utf-8"))
+            assert record["lora_file"] == "e2e-stage1-000001.safetensors" and record["epoch"] == 1
+            assert record["settings"]["steps"] == 1 and record["characters"] == [png.parent.name]
+            with Image.open(png) as image:
+                assert image.size == (64, 64)
+    pictures = {pixel_key(Image.open(png)) for paths in drawn.values() for png in paths}
+    assert len(pictures) == 6  # six seeds, six pictures
+    report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    assert {image["reason"] for entry in report["characters"].values() for image in entry["images"]} == {"no figure"}
+
+    # the test decides what the drawings show: aoi's first two are aoi, beni's first is beni and its second aoi;
+    # beni's third is made a copy of its first (a near-duplicate of a kept drawing)
+    shutil.copyfile(drawn["beni"][0], drawn["beni"][2])
+    known = {pixel_key(load_reference(path, synth.composite.background)): name for name in CHARACTERS
+             for path in sorted((root / "data" / name).glob("*.png"))}
+    for png, name in ((drawn["aoi"][0], "aoi"), (drawn["aoi"][1], "aoi"), (drawn["beni"][0], "beni"),
+                      (drawn["beni"][1], "aoi")):
+        with Image.open(png) as image:
+            known[pixel_key(image)] = name
+    verdicts.write_text(json.dumps(known), encoding="utf-8")
+    second = onetwo(root, file, *argv, env=env)
+    assert second.returncode == 0, tail(second.output, 80)
+    assert "all 6 images already drawn" in second.output and "base model loaded" not in second.output
+    report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    reasons = {name: [image["reason"] if not image["kept"] else "kept" for image in entry["images"]]
+               for name, entry in report["characters"].items()}
+    assert reasons["aoi"] == ["kept", "kept", "no figure"]
+    assert reasons["beni"][0] == "kept" and reasons["beni"][1] == "shows aoi"
+    assert reasons["beni"][2].startswith("near-duplicate of kept drawing beni/")
+    with Image.open(out_dir / "contact_sheet.png") as sheet:
+        assert sheet.format == "PNG"
+
+    mtime = (out_dir / "report.json").stat().st_mtime_ns
+    third = onetwo(root, file, *argv, env=env)
+    assert third.returncode == 0, tail(third.output, 80)
+    assert "aoi: earlier decisions kept" in third.output and "beni: earlier decisions kept" in third.output
+    assert (out_dir / "report.json").stat().st_mtime_ns == mtime
+
+    rendered = onetwo(root, file, "render", "stage2")
+    assert rendered.returncode == 0, tail(rendered.output, 80)
+    manifest = json.loads(synth.manifest_file.read_text(encoding="utf-8"))["composites"]
+    flagged = {source for entry in manifest.values()
+               for source, flag in zip(entry["sources"], entry.get("synthetic", ()), strict=False) if flag}
+    # max_share 0.34 of 2 images each: one drawing each joins, aoi's closest (a tie: the first by name)
+    assert flagged == {str(drawn["aoi"][0]), str(drawn["beni"][0])}
+    every = {source for entry in manifest.values() for source in entry["sources"]}
+    assert not every & {str(drawn["aoi"][1]), str(drawn["aoi"][2]), str(drawn["beni"][1]), str(drawn["beni"][2])}
+    line = next(text for text in rendered.output.splitlines() if text.strip().startswith("synthetic "))
+    assert "aoi 1 of 3 deck images, in 4 of 12 composites (33%" in line and "max_share 0.34" in line
+    (tmp_path / "plan.txt").write_text(rendered.output, encoding="utf-8")

@@ -225,6 +225,9 @@ def manifest_entry(job: CompositeJob, image_format: str, boxes: Iterable[list[fl
         **({"loss_mask": job.geometry.loss_mask, "mask_floor": job.geometry.mask_floor}
            if job.geometry.loss_mask != "none" else {}),
         **({"layout": "scene", "figures": scene_figures(job.geometry)} if job.geometry.figures else {}),
+        # which sources `onetwo synth` drew (stage 1's own drawings, kept by eval), in the order of "sources"
+        **({"synthetic": [source.synthetic for source in job.sources]}
+           if any(source.synthetic for source in job.sources) else {}),
     }
 
 

@@ -29,6 +29,7 @@ class SourceImage:
     width: int = 0  # upright pixel size, known once `onetwo.data.check` has decoded the image
     height: int = 0
     kohya_differs: str = ""  # why kohya's loader would not see what onetwo sees (then stage 1 trains on a copy)
+    synthetic: bool = False  # drawn by stage 1 and kept by `onetwo synth` (onetwo.synth): stage 2's decks only
 
     @property
     def fingerprint(self) -> str:

@@ -56,6 +56,10 @@ class StagePlan:
     seconds_per_step: float | None = None
     rate_source: str = ""
     share_asked: float | None = None  # composite.share, where set
+    # per character with `onetwo synth` drawings in its deck: (name, drawings, deck images, its composites, those
+    # showing a drawing), and [synthetic] max_share
+    synthetic: tuple[tuple[str, int, int, int, int], ...] = ()
+    synthetic_cap: float | None = None
 
     @property
     def sample_images(self) -> int:
@@ -196,6 +200,10 @@ def format_plan(plan: StagePlan) -> str:
     if composites and views > composites:  # composites beside other images: how much of an epoch they are
         asked = f" (composite.share {plan.share_asked:g})" if plan.share_asked is not None else ""
         lines.append(f"  composite share          {composites / views:.1%} of {views} image views{asked}")
+    if plan.synthetic:
+        shares = "; ".join(f"{name} {drawn} of {deck} deck images, in {used} of {shown} composites "
+                           f"({used / shown if shown else 0:.0%})" for name, drawn, deck, shown, used in plan.synthetic)
+        lines.append(f"  synthetic                {shares}; max_share {plan.synthetic_cap:g}")
     accumulation = f" / {plan.accumulation} accumulated" if plan.accumulation > 1 else ""
     processes = f" / {plan.processes} processes" if plan.processes > 1 else ""
     lines += [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from onetwo.data.scan import CharacterImages
 from onetwo.kohya.plan_table import COMPOSITES, StagePlan, SubsetImages, stage_plan
 from onetwo.kohya.render import RenderedStage
 from onetwo.project.config import Project
+from onetwo.synth.join import decks, shares
 
 # sd-scripts' tqdm bar: `steps:  40%|████      | 4/10 [00:12<00:18,  3.05s/it, avr_loss=0.11]` (or `1.52it/s`),
 # redrawn with \r; not "epoch validation steps:", the bar of validation.
@@ -42,7 +44,7 @@ def stage_images(project: Project, stage: str, scans: Sequence[CharacterImages],
         sizes = tuple((job.geometry.width, job.geometry.height) for job in jobs)
         folders[str(project.composite_dir)] = SubsetImages(COMPOSITES, sizes, tuple(sorted(shown.items())))
     if stage == "stage2" and project.replay:
-        for scan in scans:
+        for scan in decks(project, scans):
             chosen = replay_selection(plan_folder(scan, project.single_caption), project.replay,
                                       project.composite.seed)
             name = scan.character.name
@@ -58,10 +60,15 @@ def plan_stage(project: Project, rendered: RenderedStage, scans: Sequence[Charac
                regularization: CharacterImages | None) -> StagePlan:
     log = project.stage_dir(rendered.stage) / "train.log"
     rate = measured_rate(log)
-    return stage_plan(rendered.stage, rendered.dataset, rendered.flat_config(),
+    plan = stage_plan(rendered.stage, rendered.dataset, rendered.flat_config(),
                       stage_images(project, rendered.stage, scans, jobs, regularization), rendered.sample_prompts,
                       int(accelerate.get("num_processes") or 1), rate, f"measured in {log}" if rate else "",
                       project.composite.share if rendered.stage == "stage2" else None)
+    if rendered.stage == "stage1":
+        return plan
+    synthetic = tuple((item.name, item.synthetic, item.real + item.synthetic, item.appearances,
+                       item.synthetic_appearances) for item in shares(project, scans, jobs))
+    return replace(plan, synthetic=synthetic, synthetic_cap=project.synthetic.max_share) if synthetic else plan
 
 
 def seconds_per_step(log_text: str) -> float | None:

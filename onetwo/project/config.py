@@ -90,6 +90,19 @@ class SampleSettings:
 
 
 @dataclass(frozen=True)
+class SyntheticSettings:
+    """`onetwo synth`: images stage 1 draws of each character alone, kept by eval's verdict (docs/synthetic.md)."""
+
+    per_character: int = 16  # images drawn for each character
+    below: int = 0  # draw only for characters with fewer images than this; 0: every character
+    max_share: float = 0.3  # the most of a character's composite deck that may be synthetic
+    margin: float = 0.01  # kept only within the identity threshold minus this
+    duplicate_bits: int = 8  # a 64-bit difference hash this close to another image's: a near-duplicate
+    seed: int = 0
+    stage1: bool = False  # stage 1 trains on them too: the model fed its own output, only when asked
+
+
+@dataclass(frozen=True)
 class Regularization:
     """kohya `is_reg` subsets: a folder of class images per stage, captioned by their .txt or `class_tokens`."""
 
@@ -136,6 +149,7 @@ class Project:
     stage1_loss_mask: str = "none"  # [stage1] loss_mask = "figures": stage 1 trains on the figures (alpha_mask)
     stage1_mask_floor: float = 0.25
     model_files: dict[str, Path] = field(default_factory=dict)  # the family's file slots (families.ModelFile.key)
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
 
     @property
     def composite_dir(self) -> Path:
@@ -159,6 +173,11 @@ class Project:
     def samples_dir(self, stage: str) -> Path:
         """Where `onetwo sample` draws a stage's epoch files, and where `onetwo eval` reads them."""
         return self.work_dir / "samples" / stage
+
+    @property
+    def synthetic_dir(self) -> Path:
+        """`onetwo synth`'s drawings, one folder per character, and its report.json."""
+        return self.work_dir / "synthetic"
 
     @property
     def originals_dir(self) -> Path:

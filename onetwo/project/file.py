@@ -29,6 +29,7 @@ from onetwo.project.config import (
     Project,
     Regularization,
     SampleSettings,
+    SyntheticSettings,
 )
 from onetwo.project.strict import TableReader, did_you_mean, tomllib
 
@@ -274,6 +275,31 @@ def _parse_samples(reader: TableReader, raw: Any) -> SampleSettings:
     )
 
 
+def _parse_synthetic(reader: TableReader, raw: Any) -> SyntheticSettings:
+    path = "synthetic"
+    table = reader.table(raw, path)
+    defaults = SyntheticSettings()
+    reader.unknown(table, path, set(SyntheticSettings.__dataclass_fields__))
+    max_share = _share(reader, table, path, "max_share", defaults.max_share,
+                       "the most of a character's composite deck that may be synthetic")
+    if max_share >= 1:
+        reader.problem(f"{path}.max_share", "must be below 1: a deck of synthetic images only has no real image left")
+        max_share = defaults.max_share
+    margin = float(reader.get(table, path, "margin", (int, float), defaults.margin))
+    if margin < 0:
+        reader.problem(f"{path}.margin", f"must be at least 0, got {margin}")
+    bits = reader.positive_int(table, path, "duplicate_bits", defaults.duplicate_bits, 0)
+    if bits > 64:
+        reader.problem(f"{path}.duplicate_bits", f"counts differing bits of a 64-bit hash (0 to 64), got {bits}")
+    return SyntheticSettings(
+        per_character=reader.positive_int(table, path, "per_character", defaults.per_character),
+        below=reader.positive_int(table, path, "below", defaults.below, 0),
+        max_share=max_share, margin=max(0.0, margin), duplicate_bits=min(64, bits),
+        seed=reader.get(table, path, "seed", int, defaults.seed),
+        stage1=reader.get(table, path, "stage1", bool, defaults.stage1),
+    )
+
+
 def _parse_overrides(reader: TableReader, raw: Any, path: str) -> Overrides:
     table = dict(reader.table(raw, path))
     dataset = reader.table(table.pop("dataset", {}), f"{path}.dataset")
@@ -304,7 +330,7 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
     problems: list[str] = []
     reader = TableReader(problems)
     reader.unknown(data, "", {"project", "characters", "composite", "samples", "accelerate", "regularization",
-                              "training", *STAGES})
+                              "training", "synthetic", *STAGES})
     project = reader.table(data.get("project", {}), "project")
     reader.unknown(project, "project", {"name", "base_model", "work_dir", "output_dir", "sd_scripts", "templates",
                                         "caption", "model", "mode", "replay", "originals", "caption_extension",
@@ -344,6 +370,7 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
     characters = _parse_characters(reader, data.get("characters"), base, caption_extension)
     composite = _parse_composite(reader, data.get("composite", {}))
     samples = _parse_samples(reader, data.get("samples", {}))
+    synthetic = _parse_synthetic(reader, data.get("synthetic", {}))
     regularization = _parse_regularization(reader, data.get("regularization", {}), base)
     accelerate = dict(reader.table(data.get("accelerate", {}), "accelerate"))
     for key, value in accelerate.items():
@@ -393,6 +420,7 @@ def parse_project(data: dict[str, Any], file: Path) -> Project:
         stage1_loss_mask=stage1_loss_mask,
         stage1_mask_floor=stage1_mask_floor,
         model_files=model_files,
+        synthetic=synthetic,
     )
 
 
