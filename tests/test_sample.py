@@ -6,6 +6,7 @@ tests/test_e2e.py)."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import pytest
 from onetwo.data.captions import sample_prompt_line
 from onetwo.errors import OnetwoError
 from onetwo.eval.samples import prompt_lines
+from onetwo.kohya.families import FAMILIES
 from onetwo.kohya.hashes import compute
+from onetwo.project.config import REPO_ROOT
 from onetwo.sample import plan
 from onetwo.sample.plan import EpochFile, Options, PromptLine
 from tests.model_files import LOHA_KEYS, SD1_KEYS, write_safetensors
@@ -128,6 +131,9 @@ def test_sample_draws_every_file_prompt_and_seed_once(trained_project: Path, cli
     sidecars = sorted(out_dir.glob("*.json"))
     assert len(launched) == 1 and len(sidecars) == len(list(out_dir.glob("*.png"))) == 2 * prompts * 2
     job = json.loads(Path(launched[0][-1]).read_text(encoding="utf-8"))
+    sd1 = FAMILIES["sd1"]
+    assert (job["trainer_class"], job["sample_pipeline"], job["pipeline_lists"], job["lora_prefixes"]) == (
+        sd1.trainer_class, sd1.sample_pipeline, sd1.pipeline_lists, list(sd1.lora_prefixes))
     assert [Path(entry["path"]).name for entry in job["files"]] == ["demo-stage1-000001.safetensors",
                                                                      "demo-stage1.safetensors"]
     assert launched[0][launched[0].index("accelerate.commands.launch") + 1:][-2:] == [
@@ -177,3 +183,36 @@ def test_a_family_the_sampler_cannot_draw_is_refused_naming_the_model(tmp_path: 
         sampling_run(project, None, [], tmp_path / "out", tmp_path / "job", None, False)  # type: ignore[arg-type]
     assert "'anima'" in str(error.value) and "onetwo eval" in str(error.value)
     assert not (tmp_path / "out").exists()
+
+
+WORKER_SOURCE = (REPO_ROOT / "onetwo" / "sample" / "worker.py").read_text(encoding="utf-8")
+SD_SCRIPTS = REPO_ROOT / "third_party" / "sd-scripts"
+
+
+def test_the_worker_names_no_family_and_reads_the_familys_fields_from_the_job() -> None:
+    """The worker runs without onetwo: what differs between families comes in the job, not from branches."""
+    from onetwo.sample.run import family_job
+
+    for family in FAMILIES.values():
+        for word in {family.name, family.label}:
+            assert not re.search(rf"\b{re.escape(word)}\b", WORKER_SOURCE, re.IGNORECASE), word
+    for key in family_job(FAMILIES["sd1"]):
+        assert f'job["{key}"]' in WORKER_SOURCE, key
+
+
+@pytest.mark.parametrize("name", [name for name, family in FAMILIES.items() if family.sampled])
+def test_each_sampled_familys_job_fields_name_what_the_checkout_has(name: str) -> None:
+    """The trainer class is defined in the family's trainer script, the pipeline class in its module, and the LoRA
+    prefixes start with the UNet's, then the text encoders'."""
+    from onetwo.sample.run import family_job
+
+    if not (SD_SCRIPTS / "library").is_dir():
+        pytest.skip("the sd-scripts submodule is not checked out (git submodule update --init)")
+    family = FAMILIES[name]
+    job = family_job(family)
+    trainer = (SD_SCRIPTS / family.train_script).read_text(encoding="utf-8")
+    assert re.search(rf"^class {job['trainer_class']}\b", trainer, re.MULTILINE)
+    module, _, cls = job["sample_pipeline"].partition(":")
+    pipeline = (SD_SCRIPTS / Path(*module.split("."))).with_suffix(".py").read_text(encoding="utf-8")
+    assert re.search(rf"^class {cls}\b", pipeline, re.MULTILINE)
+    assert job["lora_prefixes"][0] == "lora_unet" and len(set(job["lora_prefixes"])) == len(job["lora_prefixes"]) > 1

@@ -54,11 +54,23 @@ class Family:
     files: tuple[ModelFile, ...] = ()  # the [project] file slots beside base_model
     sampled: bool = True  # onetwo sample's worker loads it and merges LoRAs into it (Anima: not yet)
     tokens: TokenBudget = CLIP_TOKENS  # how captions are counted and budgeted
+    # What onetwo sample's worker, which runs without onetwo, is told in its job (sample/run.py): the trainer class
+    # in train_script, sd-scripts' sampling pipeline ("module:Class"), whether that pipeline takes the tokenizer
+    # and text-encoder lists or the first of each, and kohya's LoRA prefixes of [unet, *text encoders].
+    trainer_class: str = ""
+    sample_pipeline: str = ""
+    pipeline_lists: bool = False
+    lora_prefixes: tuple[str, ...] = ()
 
 
-SD1 = Family("sd1", "SD1", "train_network.py", "", TRAIN_NETWORK_ARGS, ("sd1", "sd2"))
+SD1 = Family("sd1", "SD1", "train_network.py", "", TRAIN_NETWORK_ARGS, ("sd1", "sd2"),
+             trainer_class="NetworkTrainer",
+             sample_pipeline="library.lpw_stable_diffusion:StableDiffusionLongPromptWeightingPipeline",
+             lora_prefixes=("lora_unet", "lora_te"))
 SDXL = Family("sdxl", "SDXL", "sdxl_train_network.py", "sdxl", {**TRAIN_NETWORK_ARGS, **SDXL_ONLY_ARGS}, ("sdxl",),
-              gui_flag="sdxl", prediction_markers=True)
+              gui_flag="sdxl", prediction_markers=True, trainer_class="SdxlNetworkTrainer",
+              sample_pipeline="library.sdxl_lpw_stable_diffusion:SdxlStableDiffusionLongPromptWeightingPipeline",
+              pipeline_lists=True, lora_prefixes=("lora_unet", "lora_te1", "lora_te2"))
 # sd-scripts' docs/anima_train_network.md, section 3: the DiT is the base model; Qwen3 and the VAE are required, the
 # T5 tokenizer (else the checkout's configs/t5_old) optional. No LLM adapter slot: at the pinned commit
 # --llm_adapter_path is parsed but never read, and the DiT loads only with its llm_adapter.* keys inside.

@@ -15,7 +15,7 @@ from onetwo.data.scan import CharacterImages
 from onetwo.errors import OnetwoError
 from onetwo.eval.samples import characters_of_prompt
 from onetwo.fsutil import write_text_atomic
-from onetwo.kohya.families import FAMILIES
+from onetwo.kohya.families import FAMILIES, Family
 from onetwo.kohya.hashes import compute, epoch_files
 from onetwo.kohya.render import load_templates, sample_prompt_groups, write_toml
 from onetwo.kohya.set_options import require_valid_sets
@@ -112,6 +112,12 @@ def prepare(project: Project, request: StageRequest, epochs: str, options: Optio
                         project.stage_dir(stage) / "sampling", options, request.progress)
 
 
+def family_job(family: Family) -> dict[str, Any]:
+    """What the worker, which cannot import onetwo, needs of the family declaration."""
+    return {"trainer_class": family.trainer_class, "sample_pipeline": family.sample_pipeline,
+            "pipeline_lists": family.pipeline_lists, "lora_prefixes": list(family.lora_prefixes)}
+
+
 def job_document(project: Project, sampling: SamplingRun, config_file: Path) -> dict[str, Any]:
     by_file: dict[Path, list[dict[str, Any]]] = {}
     for item in sampling.todo:
@@ -123,7 +129,7 @@ def job_document(project: Project, sampling: SamplingRun, config_file: Path) -> 
             **{key: settings[key] for key in ("sampler", "steps", "scale", "width", "height")}})
     return {"sd_scripts": str(project.sd_scripts), "train_script": str(project.train_script), "model": project.model,
             "config_file": str(config_file), "strength": sampling.strength, "progress": sampling.progress,
-            "out_dir": str(sampling.out_dir),
+            "out_dir": str(sampling.out_dir), **family_job(FAMILIES[project.model]),
             "files": [{"path": str(path), "images": images} for path, images in by_file.items()]}
 
 

@@ -7,11 +7,14 @@ between processes by accelerate's `PartialState().split_between_processes`.
     python -m accelerate.commands.launch [options] worker.py JOB.json
 
 JOB.json (written by onetwo.sample.run): the sd-scripts checkout, the trainer script, the stage's training config
-file, the strength, the progress flag and, per LoRA file, the images to draw, each with its target PNG, its kohya
-prompt options and the sidecar JSON written after the PNG. Standard library, torch and sd-scripts only.
+file, the strength, the progress flag, what the model family's declaration says (the trainer class, the sampling
+pipeline and how it takes tokenizers and encoders, the LoRA prefixes of [unet, *text encoders]) and, per LoRA file,
+the images to draw, each with its target PNG, its kohya prompt options and the sidecar JSON written after the PNG.
+Standard library, torch and sd-scripts only.
 """
 
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -20,8 +23,6 @@ import time
 
 LOHA = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
 LORA = ("lora_down.weight", "lora_up.weight")
-# Modules a LoRA file may name, by kohya's prefix: each trained model's module path with "." → "_".
-PREFIXES = {"sd1": ("lora_unet", "lora_te"), "sdxl": ("lora_unet", "lora_te1", "lora_te2")}
 
 
 def write_atomic(path, data):
@@ -119,7 +120,7 @@ def load_args(job):
     # read_config_from_file parses sys.argv again, as the trainer's __main__ leaves it
     sys.argv = [job["train_script"], "--config_file", job["config_file"]]
     args = train_util.read_config_from_file(parser.parse_args(sys.argv[1:]), parser)
-    trainer = module.SdxlNetworkTrainer() if job["model"] == "sdxl" else module.NetworkTrainer()
+    trainer = getattr(module, job["trainer_class"])()
     return args, trainer
 
 
@@ -138,7 +139,7 @@ def build(job, args, trainer, state):
     accelerator = Accelerator(mixed_precision=precision, cpu=cpu)
     tokenize_strategy = trainer.get_tokenize_strategy(args)
     strategy_base.TokenizeStrategy.set_strategy(tokenize_strategy)
-    # SDXL's pipeline encodes prompts through the strategy the trainer sets before its first sample
+    # some pipelines encode prompts through the strategy the trainer sets before its first sample
     strategy_base.TextEncodingStrategy.set_strategy(trainer.get_text_encoding_strategy(args))
     tokenizers = trainer.get_tokenizers(tokenize_strategy)
     _, text_encoder, vae, unet = trainer.load_target_model(args, dtype, accelerator)
@@ -146,24 +147,23 @@ def build(job, args, trainer, state):
     for model in (*encoders, unet):
         model.requires_grad_(False).eval().to(accelerator.device, dtype=dtype)
     vae.requires_grad_(False).eval().to(accelerator.device, dtype=torch.float32 if args.no_half_vae else dtype)
-    if job["model"] == "sdxl":
-        from library.sdxl_lpw_stable_diffusion import SdxlStableDiffusionLongPromptWeightingPipeline as Pipeline
-
-        tokenizer, encoder = tokenizers, list(encoders)
-    else:
-        Pipeline, tokenizer, encoder = train_util.StableDiffusionLongPromptWeightingPipeline, tokenizers[0], encoders[0]
+    module, _, name = job["sample_pipeline"].partition(":")
+    Pipeline = getattr(importlib.import_module(module), name)
+    tokenizer, encoder = (tokenizers, list(encoders)) if job["pipeline_lists"] else (tokenizers[0], encoders[0])
     pipeline = Pipeline(text_encoder=encoder, vae=vae, unet=unet, tokenizer=tokenizer,
                         scheduler=train_util.get_my_scheduler(sample_sampler=args.sample_sampler,
                                                               v_parameterization=args.v_parameterization),
                         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
                         clip_skip=args.clip_skip)
     pipeline.to(accelerator.device)
-    # one bar of images, not one of steps per image (SDXL's pipeline is no diffusers pipeline: its bar is an attribute)
+    # one bar of images, not one of steps per image (a pipeline that is no diffusers pipeline has its bar as an
+    # attribute)
     if hasattr(pipeline, "set_progress_bar_config"):
         pipeline.set_progress_bar_config(disable=True)
     else:
         pipeline.progress_bar = lambda steps: steps
-    roots = dict(zip(PREFIXES[job["model"]], [unet, *encoders], strict=True))
+    # the modules a LoRA file may name, by kohya's prefix: each model's module path with "." → "_"
+    roots = dict(zip(job["lora_prefixes"], [unet, *encoders], strict=True))
     return accelerator, pipeline, Merger(roots)
 
 
