@@ -1,8 +1,8 @@
 """Anima end to end on the CPU (issue 17): a seeded, randomly initialised Anima set (the full-size DiT, a one-layer
 Qwen3 and the Qwen-Image VAE: tests/tiny_anima.py), two characters, and `onetwo check`, `onetwo composite`,
-`onetwo train stage1`, `onetwo train stage2` with `project.model = "anima"`, run as a user runs them
-(anima_train_network.py, the Anima templates, every CPU setting in the project file); then the test reads what
-sd-scripts wrote.
+`onetwo train stage1`, `onetwo train stage2` and `onetwo sample stage1` with `project.model = "anima"`, run as a
+user runs them (anima_train_network.py, the Anima templates, every CPU setting in the project file); then the test
+reads what sd-scripts wrote.
 
 Time and memory are in docs/anima.md. The set is built once into $ONETWO_TEST_ANIMA_DIR (default .cache/tiny-anima,
 git-ignored, 4.5 GB) and reused by later runs.
@@ -74,7 +74,7 @@ def anima_cpu_project(root: Path, tiny: Any) -> Path:
         "samples": {"steps": 1},
         "accelerate": ACCELERATE_CPU,
         "training": TRAINING_CPU,
-        "stage1": {"dataset": ANIMA_DATASET},
+        "stage1": {"sample_every_n_epochs": 1, "dataset": ANIMA_DATASET},
         "stage2": {"seed": 2, "sample_every_n_epochs": 1, "dataset": ANIMA_DATASET},
     }, folders={name: name for name in NAMES})
 
@@ -204,3 +204,31 @@ def test_stage2_drew_every_sample_prompt(trained: Trained) -> None:
     for path in samples:
         with Image.open(path) as image:
             assert image.size == (64, 64) and any(low < high for low, high in image.getextrema())  # not blank
+
+
+def test_sample_draws_what_stage1s_training_drew(trained: Trained) -> None:
+    """`onetwo sample` on Anima: the worker loads the DiT as the trainer does, merges stage 1's LoRA as the UIs merge
+    it, and draws with sd-scripts' own Anima sampling function; for the same file, prompt, seed and settings that
+    gives the images stage 1's training drew (the LoRA applied by its forward hooks), within a pixel level."""
+    import numpy as np
+    from PIL import Image
+
+    need(trained, "stage1")
+    project = trained.project
+    step = run_onetwo(project.file.parent, project.file, "sample", "stage1", "--seeds", "1")
+    assert step.returncode == 0, tail(step.output, 80)
+    (trained.root / "e2e-sample.json").write_text(json.dumps({"wall_s": step.wall_s,
+                                                              "peak_rss_gib": step.peak_rss_gib}), encoding="utf-8")
+    assert "merged 280 modules at strength 1" in step.output
+    out_dir = project.samples_dir("stage1")
+    differences = {}
+    for index in range(len(NAMES) + len(PAIRS)):
+        (trained_png,) = (project.output_dir / "sample").glob(f"e2e-stage1_e000001_{index:02d}_*_1.png")
+        with Image.open(trained_png) as a, Image.open(out_dir / f"e2e-stage1__p{index:02d}__s1.png") as b:
+            theirs, ours = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+        assert theirs.shape == ours.shape == (64, 64, 3) and ours.std() > 0, index
+        differences[index] = round(float(np.abs(theirs - ours).mean()), 4)
+        assert (out_dir / f"e2e-stage1__p{index:02d}__s1.json").is_file()
+    assert max(differences.values()) <= 1.0, f"mean differences {differences}"
+    rerun = run_onetwo(project.file.parent, project.file, "sample", "stage1", "--seeds", "1")
+    assert rerun.returncode == 0 and "merged" not in rerun.output  # everything drawn already: nothing loads

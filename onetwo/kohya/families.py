@@ -52,7 +52,7 @@ class Family:
     gui: bool = True  # onetwo writes the kohya_ss GUI file (Anima: the GUI's anima_* fields are not mapped yet)
     prediction_markers: bool = False  # reads ComfyUI's v_pred/ztsnr marker tensors (base_model.PREDICTION_MARKERS)
     files: tuple[ModelFile, ...] = ()  # the [project] file slots beside base_model
-    sampled: bool = True  # onetwo sample's worker loads it and merges LoRAs into it (Anima: not yet)
+    sampled: bool = True  # onetwo sample's worker loads it and merges LoRAs into it
     tokens: TokenBudget = CLIP_TOKENS  # how captions are counted and budgeted
     # What onetwo sample's worker, which runs without onetwo, is told in its job (sample/run.py): the trainer class
     # in train_script, sd-scripts' sampling pipeline ("module:Class"), whether that pipeline takes the tokenizer
@@ -61,6 +61,10 @@ class Family:
     sample_pipeline: str = ""
     pipeline_lists: bool = False
     lora_prefixes: tuple[str, ...] = ()
+    # Or, for a family whose trainer draws without a pipeline: the function that draws one prompt ("module:name"),
+    # called as sd-scripts' DiT trainers call theirs: (accelerator, args, model, text_encoder, vae, tokenize_strategy,
+    # text_encoding_strategy, save_dir, prompt_dict, epoch, steps, sample_prompts_te_outputs, prompt_replacement).
+    sample_function: str = ""
 
 
 SD1 = Family("sd1", "SD1", "train_network.py", "", TRAIN_NETWORK_ARGS, ("sd1", "sd2"),
@@ -75,7 +79,9 @@ SDXL = Family("sdxl", "SDXL", "sdxl_train_network.py", "sdxl", {**TRAIN_NETWORK_
 # T5 tokenizer (else the checkout's configs/t5_old) optional. No LLM adapter slot: at the pinned commit
 # --llm_adapter_path is parsed but never read, and the DiT loads only with its llm_adapter.* keys inside.
 ANIMA = Family("anima", "Anima", "anima_train_network.py", "anima", {**TRAIN_NETWORK_ARGS, **ANIMA_ONLY_ARGS},
-               ("anima_dit",), gui=False, sampled=False, tokens=QWEN3_TOKENS, files=(
+               ("anima_dit",), gui=False, tokens=QWEN3_TOKENS, trainer_class="AnimaNetworkTrainer",
+               sample_function="library.anima_train_utils:_sample_image_inference",
+               lora_prefixes=("lora_unet", "lora_te"), files=(
                    ModelFile("text_encoder", "qwen3", True, ("qwen3",), "the Qwen3-0.6B text encoder"),
                    ModelFile("vae", "vae", True, ("qwen_image_vae",), "the Qwen-Image VAE"),
                    ModelFile("t5_tokenizer", "t5_tokenizer_path", False, ("t5_tokenizer",), "the T5 tokenizer"),
