@@ -41,7 +41,7 @@ bench: $(VENV)/.installed
 demo: $(VENV)/.trainer
 	$(PY) scripts/demo.py $(DEMO)
 
-gpu-check: $(VENV)/.trainer  ## both stages with the reference GPU settings on the tiny model; s/step, peak GPU memory
+gpu-check: $(VENV)/.trainer  ## both stages with the reference GPU settings on the tiny SD1 model and Anima set; s/step, peak GPU memory
 	$(PY) scripts/gpu_check.py
 
 check: $(VENV)/.installed

@@ -14,7 +14,7 @@ from typing import Any
 from onetwo.best_epoch import BEST, best_stage1
 from onetwo.data.build import BuildReport, build
 from onetwo.data.caption_check import caption_warnings
-from onetwo.data.captions import MAX_TOKEN_LENGTH
+from onetwo.data.captions import caption_counter
 from onetwo.data.check import check_images, check_regularization, summary_table
 from onetwo.data.composite import CompositeJob, FigureBox, over_budget, plan, thin_data
 from onetwo.data.masks import FigureMask, figure_masks, mask_report
@@ -113,7 +113,7 @@ def composite_plan(project: Project, scans: Sequence[CharacterImages], sets: Seq
     buckets = buckets or role_buckets(project, "composites", parse_set(sets))
     scans = synthetic_decks(project, scans)  # `onetwo synth`'s kept drawings, up to [synthetic] max_share
     return plan(scans, project.composite, lambda aspect: fit_size(aspect, buckets),
-                figure_boxes(project, scans, progress))
+                figure_boxes(project, scans, progress), caption_counter(project))
 
 
 def make_composites(project: Project, scans: Sequence[CharacterImages], workers: int | None, progress: bool,
@@ -123,10 +123,11 @@ def make_composites(project: Project, scans: Sequence[CharacterImages], workers:
     settings = project.composite
     buckets = role_buckets(project, "composites", parse_set(sets), templates)
     jobs = composite_plan(project, scans, sets, buckets, progress)
-    long_captions = over_budget(jobs)
+    counter = caption_counter(project)
+    long_captions = over_budget(jobs, counter)
     if long_captions:
         worst, tokens = max(long_captions, key=lambda item: item[1])
-        warn(f"{len(long_captions)} of {len(jobs)} composite captions may exceed {MAX_TOKEN_LENGTH} CLIP tokens "
+        warn(f"{len(long_captions)} of {len(jobs)} composite captions may exceed {counter.limit} {counter.name} "
              f"and be cut by kohya (longest: {worst.stem}, about {tokens}); shorten the tag files or set "
              "composite.trim_captions = true")
     if settings.width and settings.height and jobs:
@@ -331,7 +332,8 @@ def check_project(project: Project, workers: int | None = None, progress: bool =
     scans = scan(project, workers, progress, tables=role_buckets(project, "originals", None, templates[stages[0]]))
     jobs = composite_plan(project, scans, (), role_buckets(project, "composites", None, templates[stages[-1]]),
                           progress=progress)
-    long_captions = over_budget(jobs)
+    counter = caption_counter(project)
+    long_captions = over_budget(jobs, counter)
     if masks_needed(project):
         lines, doubts = mask_report(scans, project_masks(project, scans, progress))
         for line in lines:
@@ -349,7 +351,8 @@ def check_project(project: Project, workers: int | None = None, progress: bool =
             flats.append(rendered.flat_config())
             say_render_notes(rendered)
             if stage != "stage2":  # the stage that trains on the originals' own captions
-                for message in caption_warnings(scans, project.single_caption, rendered.flat_config()):
+                for message in caption_warnings(scans, project.single_caption, rendered.flat_config(),
+                                                counter):
                     warn(message)
             regularization, notes = check_regularization(project, stage, workers or project.composite.workers,
                                                          progress)
@@ -368,7 +371,7 @@ def check_project(project: Project, workers: int | None = None, progress: bool =
         info(note)
     problems += model_problems + (trainer.problems if trainer else [])
     if long_captions:
-        warn(f"{len(long_captions)} composite caption(s) may exceed {MAX_TOKEN_LENGTH} CLIP tokens; see "
+        warn(f"{len(long_captions)} composite caption(s) may exceed {counter.limit} {counter.name}; see "
              "composite.trim_captions")
     if project.mode == "sequential" and not project.lora_file("stage1").is_file():
         info(f"stage 2 will continue from {project.lora_file('stage1')}, which stage 1 has not written yet")

@@ -192,3 +192,17 @@ def test_the_layout_clause_in_an_anima_composite_caption(make_project, tmp_path:
     for caption in captions:
         left, right = caption.split("/")[:2]
         assert caption.endswith(f", {left} on the left, {right} on the right")
+
+
+def test_the_targeted_gui_has_anima_fields_that_onetwo_leaves_unmapped() -> None:
+    """docs/anima.md: the kohya_ss GUI that onetwo/kohya/gui_fields.py was generated from has an Anima LoRA type and
+    anima_* fields, but its training code (how they become anima_train_network.py arguments) was not read for this
+    pin, so onetwo writes no GUI file for Anima rather than one it cannot check."""
+    from onetwo.kohya.families import ANIMA, SD1, SDXL
+    from onetwo.kohya.gui_fields import GUI_CHOICES, GUI_FIELDS
+
+    anima = {field for field in GUI_FIELDS if field.startswith("anima_")}
+    assert {"anima_checkbox", "anima_qwen3", "anima_vae", "anima_t5_tokenizer_path",
+            "anima_qwen3_max_token_length", "anima_timestep_sampling", "anima_discrete_flow_shift"} <= anima
+    assert "Anima" in GUI_CHOICES["LoRA_type"]
+    assert ANIMA.gui is False and SD1.gui and SDXL.gui

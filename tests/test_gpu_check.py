@@ -102,3 +102,41 @@ def test_probe_records_every_optimizer_step_of_a_training_script_only(tmp_path: 
     assert record["script"] == "sdxl_train_network.py"
     assert len(record["step_ends"]) == 3 and record["step_ends"] == sorted(record["step_ends"])
     assert record["peak_allocated_bytes"] is None  # this process never touched CUDA
+
+
+def test_the_anima_check_trains_with_the_anima_templates_gpu_settings(tmp_path: Path) -> None:
+    """Anima's run, rendered by the real CLI: templates/anima/'s bf16, AdamW8bit, gradient checkpointing and
+    caching, its resolutions and batches, one epoch, no samples."""
+    from onetwo.cli import main
+    from tests.model_files import write_anima_files
+
+    gpu_check = load_script()
+    files = write_anima_files(tmp_path / "models")
+    project_file = gpu_check.write_anima_project(tmp_path / "anima", files["base_model"], files["text_encoder"],
+                                                 files["vae"])
+    for stage in ("stage1", "stage2"):
+        assert main(["--project", str(project_file), "render", stage, "--no-progress"]) == 0
+    template = tomllib.loads((REPO / "templates" / "anima" / "train.toml").read_text("utf-8"))
+    for stage, reference in (("stage1", (768, 2)), ("stage2", (1024, 1))):
+        folder = tmp_path / "anima" / "build" / stage
+        config = tomllib.loads((folder / "config.toml").read_text("utf-8"))
+        flat = {key: value for section in config.values() for key, value in section.items()}
+        assert (flat["mixed_precision"], flat["optimizer_type"], flat["network_module"]) == (
+            "bf16", "AdamW8bit", "networks.lora_anima")
+        assert flat["max_train_epochs"] == 1 and flat["sample_every_n_epochs"] > 1  # one epoch, no samples
+        for key in ("gradient_checkpointing", "cache_latents", "cache_text_encoder_outputs", "learning_rate",
+                    "timestep_sampling", "discrete_flow_shift", "network_dim", "network_alpha", "save_precision"):
+            section = next(name for name, values in template.items() if key in values)
+            assert flat[key] == template[section][key], key
+        assert (flat["qwen3"], flat["vae"]) == (str(files["text_encoder"]), str(files["vae"]))
+        (dataset,) = tomllib.loads((folder / "dataset.toml").read_text("utf-8"))["datasets"]
+        assert (dataset["resolution"], dataset["batch_size"]) == reference
+
+
+def test_without_cuda_the_anima_check_refuses_too(tmp_path: Path) -> None:
+    if cuda_available():
+        pytest.skip("a CUDA GPU is present here: `make gpu-check` would train for real")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--work", str(tmp_path / "w"), "--family", "anima"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.startswith("gpu-check: ") and "Traceback" not in done.stderr
+    assert not (tmp_path / "w").exists()

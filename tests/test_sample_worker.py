@@ -88,3 +88,15 @@ def test_merge_refuses_what_it_cannot_apply(tmp_path: Path) -> None:
     other = save(tmp_path / "o.safetensors", {"lora_te_mlp_fc1": loha(2, 2, 1, 1.0)})
     with pytest.raises(SystemExit, match="none of its 1 modules names a layer"):
         merger.merge(other, 1.0)
+
+
+def test_the_last_file_is_merged_without_keeping_copies(tmp_path: Path) -> None:
+    """keep=False (the worker's last file): the same merge, and no copy of the changed weights is held."""
+    module = worker()
+    model, twin = Tiny(), Tiny()
+    twin.load_state_dict(model.state_dict())
+    file = save(tmp_path / "a.safetensors", {"lora_unet_to_q": loha(3, 5, 2, 1.0)})
+    kept, last = module.Merger({"lora_unet": model}), module.Merger({"lora_unet": twin})
+    assert kept.merge(file, 0.8) == last.merge(file, 0.8, keep=False) == (1, [])
+    assert torch.equal(model.to_q.weight, twin.to_q.weight) and list(kept.saved) == ["lora_unet_to_q"]
+    assert last.saved == {}

@@ -4,15 +4,15 @@ captions that kohya cuts at `max_token_length`. Pure but for the look-up of each
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from onetwo.data.captions import count_tokens, single_caption, weighting_syntax
+from onetwo.data.captions import CLIP_COUNTER, TokenCounter, single_caption, weighting_syntax
 from onetwo.data.scan import CharacterImages, SourceImage, caption_files
 
 MAX_LISTED = 10  # files named one by one; the rest are counted
 KOHYA_DEFAULT_TOKENS = 75  # train_util: max_token_length unset means one CLIP window of 75 tokens
-
 
 
 def caption_file(image: SourceImage, extension: str) -> Path:
@@ -40,31 +40,38 @@ def weighting_warnings(scans: Sequence[CharacterImages]) -> list[str]:
     return _listed(lines, "captions with prompt-weighting syntax")
 
 
-def token_limit(flat_config: dict[str, Any]) -> int:
-    return int(flat_config.get("max_token_length") or KOHYA_DEFAULT_TOKENS)
+def token_limit(flat_config: dict[str, Any], counter: TokenCounter = CLIP_COUNTER) -> int:
+    """How many tokens of a caption the trainer reads, from the family's key (max_token_length for CLIP)."""
+    budget = counter.budget
+    return int(flat_config.get(budget.limit_key) or budget.trainer_default)
 
 
-def long_caption_warnings(scans: Sequence[CharacterImages], template: str, limit: int) -> list[str]:
+def long_caption_warnings(scans: Sequence[CharacterImages], template: str, limit: int,
+                          counter: TokenCounter = CLIP_COUNTER) -> list[str]:
     """One line per original whose caption kohya would cut at `limit` tokens (the tags past the cut are never
     trained); a count from the estimate says so."""
+    key, name = counter.budget.limit_key, counter.name
+    counter = replace(counter, budget=replace(counter.budget, limit=limit))
     lines = []
     for scan in scans:
         character = scan.character
         for image in scan.images:
             caption = single_caption(template, character.name, image.tags, character.class_token)
-            tokens, exact = count_tokens(caption, limit)
+            tokens, exact = counter.count(caption)
             if tokens > limit:
-                count = f"{tokens} CLIP tokens" if exact else (
-                    f"about {tokens} CLIP tokens (an estimate that counts high: transformers' CLIP tokenizer is not "
-                    "cached here)")
+                count = f"{tokens} {name}" if exact else (
+                    f"about {tokens} {name} (an estimate that counts high: transformers' "
+                    f"{counter.budget.tokenizer} tokenizer is not available here)")
                 lines.append(f"{caption_file(image, character.caption_extension)}: the caption is {count}, over "
-                             f"max_token_length = {limit}; kohya cuts the rest, so its last tags are not trained: "
+                             f"{key} = {limit}; kohya cuts the rest, so its last tags are not trained: "
                              "shorten it")
-    return _listed(lines, "captions over max_token_length")
+    return _listed(lines, f"captions over {key}")
 
 
-def caption_warnings(scans: Sequence[CharacterImages], template: str, flat_config: dict[str, Any]) -> list[str]:
-    """Everything `check` warns about in the originals' captions, given the stage's rendered training config."""
+def caption_warnings(scans: Sequence[CharacterImages], template: str, flat_config: dict[str, Any],
+                     counter: TokenCounter = CLIP_COUNTER) -> list[str]:
+    """Everything `check` warns about in the originals' captions, given the stage's rendered training config and
+    the family's counter."""
     weighted = bool(flat_config.get("weighted_captions"))
-    return ([] if weighted else weighting_warnings(scans)) + long_caption_warnings(scans, template,
-                                                                                    token_limit(flat_config))
+    return ([] if weighted else weighting_warnings(scans)) + long_caption_warnings(
+        scans, template, token_limit(flat_config, counter), counter)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import functools
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-from onetwo.project.config import kohya_token
+from onetwo.kohya.families import CLIP_TOKENS, FAMILIES, TokenBudget
+from onetwo.project.config import Project, kohya_token
 
 MAX_TOKEN_LENGTH = 225
 # CLIP's own pre-tokenizer splits letters, single digits and punctuation runs; this mirrors it without \p classes.
@@ -108,13 +112,82 @@ def real_tokenizer() -> Callable[[str], int] | None:
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def count_tokens(text: str, limit: int = MAX_TOKEN_LENGTH) -> tuple[int, bool]:
-    """(token count, exact?) — the estimate is trusted when under the limit, else the real tokenizer decides."""
+def count_tokens(text: str, limit: int = MAX_TOKEN_LENGTH, counter: TokenCounter | None = None) -> tuple[int, bool]:
+    """(token count, exact?) — the estimate is trusted when under the limit, else the real tokenizer decides.
+    `counter`: the family's (caption_counter); CLIP's by default."""
+    if counter is not None:
+        return counter.count(text)
     estimate = estimate_tokens(text)
     if estimate <= limit:
         return estimate, False
     tokenizer = real_tokenizer()
     return (tokenizer(text), True) if tokenizer else (estimate, False)
+
+
+def estimate_qwen3_tokens(text: str) -> int:
+    """A count of Qwen3 tokens that is never low: its byte-level BPE gives every token at least one UTF-8 byte
+    (after the tokenizer's NFC normalisation), and adds no special tokens to a caption."""
+    return len(unicodedata.normalize("NFC", text).encode("utf-8"))
+
+
+@functools.cache
+def qwen3_tokenizer(folder: str) -> Callable[[str], int] | None:
+    """The Qwen3 tokenizer of a model folder (as sd-scripts' anima_utils.load_qwen3_tokenizer loads it, with
+    transformers' AutoTokenizer), when transformers is importable and the folder has one; never downloads."""
+    try:
+        from transformers import AutoTokenizer  # type: ignore[import-not-found]
+
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception:  # any failure means: not available here, use the estimate
+        return None
+    return lambda text: len(tokenizer(text)["input_ids"])
+
+
+@dataclass(frozen=True)
+class TokenCounter:
+    """A family's caption budget (families.TokenBudget) with where its real tokenizer is: count() gives (tokens,
+    exact?), the estimate where it is under the budget or the tokenizer cannot be loaded."""
+
+    budget: TokenBudget
+    tokenizer_dir: Path | None = None  # Qwen3: the folder whose tokenizer the trainer reads
+
+    @property
+    def limit(self) -> int:
+        return self.budget.limit
+
+    @property
+    def name(self) -> str:
+        return f"{self.budget.tokenizer} tokens"
+
+    def estimate(self, text: str) -> int:
+        return estimate_qwen3_tokens(text) if self.budget.tokenizer == "Qwen3" else estimate_tokens(text)
+
+    def count(self, text: str) -> tuple[int, bool]:
+        estimate = self.estimate(text)
+        if estimate <= self.limit:
+            return estimate, False
+        if self.budget.tokenizer == "Qwen3":
+            tokenizer = qwen3_tokenizer(str(self.tokenizer_dir)) if self.tokenizer_dir else None
+        else:
+            tokenizer = real_tokenizer()
+        return (tokenizer(text), True) if tokenizer else (estimate, False)
+
+    def __call__(self, text: str) -> int:
+        return self.count(text)[0]
+
+
+def caption_counter(project: Project) -> TokenCounter:
+    """The project's family's counter. Qwen3's tokenizer is the one anima_train_network.py reads: the text_encoder
+    folder's own, or for a single file the checkout's configs/qwen3_06b (anima_utils.load_qwen3_tokenizer)."""
+    budget = FAMILIES[project.model].tokens
+    if budget.tokenizer != "Qwen3":
+        return TokenCounter(budget)
+    encoder = project.model_files.get("text_encoder")
+    folder = encoder if encoder is not None and encoder.is_dir() else project.sd_scripts / "configs" / "qwen3_06b"
+    return TokenCounter(budget, folder)
+
+
+CLIP_COUNTER = TokenCounter(CLIP_TOKENS)
 
 
 def trim_to_budget(template: str, names: Sequence[str], tags: Sequence[Sequence[str]],

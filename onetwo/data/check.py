@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from onetwo.data.captions import count_tokens, single_caption
+from onetwo.data.captions import caption_counter, single_caption
 from onetwo.data.pixels import kohya_difference
 from onetwo.data.scan import CharacterImages, SourceImage, scan_regularization
 from onetwo.data.workers import worker_count
@@ -49,6 +49,7 @@ class CharacterReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     sizes: list[tuple[int, int]] = field(default_factory=list)
     longest_caption: tuple[int, str] = (0, "")
+    tokens: str = "CLIP tokens"  # what longest_caption counts: the family's tokenizer
 
     @property
     def name(self) -> str:
@@ -126,12 +127,13 @@ def check_images(project: Project, scans: Sequence[CharacterImages], workers: in
                  progress: bool = True) -> tuple[list[CharacterImages], list[CharacterReport], list[str]]:
     """Drop images that cannot be decoded (each reported with why); return the usable scans, reports, warnings."""
     every = [image for scan in scans for image in scan.images]
+    counter = caption_counter(project)
     facts = inspect_all(every, project.work_dir / "images.check.json", worker_count(workers), progress)
     reports: list[CharacterReport] = []
     notes: list[str] = []
     first_seen: dict[str, tuple[str, Path]] = {}
     for scan in scans:
-        report = CharacterReport(scan)
+        report = CharacterReport(scan, tokens=counter.name)
         for image in scan.images:
             fact = facts[image.path]
             if fact.problem:
@@ -147,7 +149,7 @@ def check_images(project: Project, scans: Sequence[CharacterImages], workers: in
             report.sizes.append((fact.width, fact.height))
             caption = single_caption(project.single_caption, scan.character.name, image.tags,
                                      scan.character.class_token)
-            tokens, _ = count_tokens(caption)
+            tokens, _ = counter.count(caption)
             if tokens > report.longest_caption[0]:
                 report.longest_caption = (tokens, image.rel)
         for path, why in report.skipped:
@@ -207,7 +209,7 @@ def summary_table(report: CharacterReport, buckets: BucketSettings, threshold: f
                       f"{scan.character.token!r} alone)"),
         ("skipped", f"{len(report.skipped)}" + "".join(f"\n{'':14}{Path(p).name}: {why}" for p, why in report.skipped)),
         ("sizes", sizes),
-        ("longest", f"{report.longest_caption[0]} CLIP tokens ({report.longest_caption[1] or '-'})"),
+        ("longest", f"{report.longest_caption[0]} {report.tokens} ({report.longest_caption[1] or '-'})"),
         ("repeats", str(scan.repeats)),
         ("buckets", landing),
         ("cropped", f"{len(cropped)} lose more than {threshold:.0%} to kohya's centre crop"

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from onetwo.data.captions import MAX_TOKEN_LENGTH, composite_caption, count_tokens, trim_to_budget
+from onetwo.data.captions import CLIP_COUNTER, TokenCounter, composite_caption, trim_to_budget
 from onetwo.data.scan import CharacterImages, SourceImage
 from onetwo.project.config import CompositeSettings
 
@@ -192,7 +192,8 @@ def job_key(sources: Sequence[SourceImage], geo: Geometry, image_format: str) ->
 
 def plan(scans: Sequence[CharacterImages], settings: CompositeSettings,
          size_for: SizeForAspect = lambda aspect: (768, 768),
-         figure_boxes: Mapping[Path, FigureBox] | None = None) -> list[CompositeJob]:
+         figure_boxes: Mapping[Path, FigureBox] | None = None,
+         counter: TokenCounter = CLIP_COUNTER) -> list[CompositeJob]:
     """Every unordered group gets `per_pair` composites in balanced orders, sources spread evenly, some mirrored;
     with `layout = "scene"`, `scene_share` of them are scenes, placed from `figure_boxes` (every source's mask).
 
@@ -231,7 +232,7 @@ def plan(scans: Sequence[CharacterImages], settings: CompositeSettings,
                 names, tags, stand_ins = names[::-1], tags[::-1], stand_ins[::-1]
             caption = composite_caption(settings.caption, names, tags, stand_ins)
             if settings.trim_captions:
-                caption = trim_to_budget(settings.caption, names, tags, stand_ins=stand_ins)
+                caption = trim_to_budget(settings.caption, names, tags, counter.limit, counter, stand_ins)
             if scene and settings.scene_tag:
                 caption = f"{caption}, {settings.scene_tag}"
             jobs.append(CompositeJob(f"{prefix}_{index:04d}", names, sources, caption, geo,
@@ -239,12 +240,12 @@ def plan(scans: Sequence[CharacterImages], settings: CompositeSettings,
     return jobs
 
 
-def over_budget(jobs: Sequence[CompositeJob], limit: int = MAX_TOKEN_LENGTH) -> list[tuple[CompositeJob, int]]:
-    """Jobs whose caption kohya would cut at `max_token_length`, with their token counts."""
+def over_budget(jobs: Sequence[CompositeJob], counter: TokenCounter = CLIP_COUNTER) -> list[tuple[CompositeJob, int]]:
+    """Jobs whose caption the trainer would cut at the family's budget, with their token counts."""
     found = []
     for job in jobs:
-        tokens, _ = count_tokens(job.caption, limit)
-        if tokens > limit:
+        tokens, _ = counter.count(job.caption)
+        if tokens > counter.limit:
             found.append((job, tokens))
     return found
 

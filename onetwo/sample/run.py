@@ -115,7 +115,8 @@ def prepare(project: Project, request: StageRequest, epochs: str, options: Optio
 def family_job(family: Family) -> dict[str, Any]:
     """What the worker, which cannot import onetwo, needs of the family declaration."""
     return {"trainer_class": family.trainer_class, "sample_pipeline": family.sample_pipeline,
-            "pipeline_lists": family.pipeline_lists, "lora_prefixes": list(family.lora_prefixes)}
+            "pipeline_lists": family.pipeline_lists, "lora_prefixes": list(family.lora_prefixes),
+            "sample_function": family.sample_function}
 
 
 def job_document(project: Project, sampling: SamplingRun, config_file: Path) -> dict[str, Any]:

@@ -1,15 +1,17 @@
 """Runs inside the trainer's Python under `accelerate launch` (that Python may not have onetwo): loads the base model
 once the way sd-scripts' trainer loads it, then per LoRA file merges it into the weights the way ComfyUI and
-AUTOMATIC1111 do, draws its images with sd-scripts' own sampling code (`train_util.sample_image_inference`, the
-function that draws training's samples), and restores the weights before the next file. The epoch files are split
-between processes by accelerate's `PartialState().split_between_processes`.
+AUTOMATIC1111 do, draws its images with sd-scripts' own sampling code (`train_util.sample_image_inference`, or the
+family's own per-prompt function for a trainer without a pipeline: the functions that draw training's samples),
+and restores the weights before the next file. The epoch files are split between processes by accelerate's
+`PartialState().split_between_processes`.
 
     python -m accelerate.commands.launch [options] worker.py JOB.json
 
 JOB.json (written by onetwo.sample.run): the sd-scripts checkout, the trainer script, the stage's training config
 file, the strength, the progress flag, what the model family's declaration says (the trainer class, the sampling
-pipeline and how it takes tokenizers and encoders, the LoRA prefixes of [unet, *text encoders]) and, per LoRA file,
-the images to draw, each with its target PNG, its kohya prompt options and the sidecar JSON written after the PNG.
+pipeline and how it takes tokenizers and encoders, or the sampling function, the LoRA prefixes of [unet, *text
+encoders]) and, per LoRA file, the images to draw, each with its target PNG, its kohya prompt options and the
+sidecar JSON written after the PNG.
 Standard library, torch and sd-scripts only.
 """
 
@@ -83,12 +85,14 @@ class Merger:
                 self.modules[name].weight.copy_(weight)
         self.saved = {}
 
-    def merge(self, file, strength):
+    def merge(self, file, strength, keep=True):
+        """keep: save the weights it changes, for restore(); the last file drawn needs no copy (for a full-size DiT
+        in fp32 the copies of its merged layers take about 7 GiB)."""
         import torch
         from safetensors.torch import load_file
 
         self.restore()
-        unmatched, unknown = [], []
+        unmatched, unknown, merged = [], [], 0
         with torch.no_grad():
             for name, factors in group_modules(load_file(file)).items():
                 module = self.modules.get(name)
@@ -100,14 +104,16 @@ class Merger:
                 if change is None:
                     unknown.append(f"{name} ({', '.join(sorted(factors))})")
                     continue
-                self.saved[name] = weight.detach().to("cpu", copy=True)
+                if keep:
+                    self.saved[name] = weight.detach().to("cpu", copy=True)
                 weight.copy_((weight.float() + strength * change).to(weight.dtype))
+                merged += 1
         if unknown:
             raise SystemExit(f"{file}: {len(unknown)} module(s) of a kind onetwo cannot merge (LoHa and LoRA only), "
                              f"e.g. {unknown[0]}")
-        if not self.saved:
+        if not merged:
             raise SystemExit(f"{file}: none of its {len(unmatched)} modules names a layer of this base model")
-        return len(self.saved), unmatched
+        return merged, unmatched
 
 
 def load_args(job):
@@ -144,9 +150,18 @@ def build(job, args, trainer, state):
     tokenizers = trainer.get_tokenizers(tokenize_strategy)
     _, text_encoder, vae, unet = trainer.load_target_model(args, dtype, accelerator)
     encoders = text_encoder if isinstance(text_encoder, (list, tuple)) else [text_encoder]
+    if unet is None:  # a trainer that loads its denoiser after the text encoders, as train_network.py then does
+        # sd-scripts' DiT trainers read args.fp8_scaled there, which their assert_extra_args (it needs the datasets)
+        # sets where the parser has no such option
+        args.fp8_scaled = getattr(args, "fp8_scaled", False)
+        unet, encoders = trainer.load_unet_lazily(args, dtype, accelerator, list(encoders))
     for model in (*encoders, unet):
         model.requires_grad_(False).eval().to(accelerator.device, dtype=dtype)
     vae.requires_grad_(False).eval().to(accelerator.device, dtype=torch.float32 if args.no_half_vae else dtype)
+    # the modules a LoRA file may name, by kohya's prefix: each model's module path with "." → "_"
+    roots = dict(zip(job["lora_prefixes"], [unet, *encoders], strict=True))
+    if job["sample_function"]:
+        return accelerator, function_drawer(job, args, accelerator, unet, encoders[0], vae), Merger(roots)
     module, _, name = job["sample_pipeline"].partition(":")
     Pipeline = getattr(importlib.import_module(module), name)
     tokenizer, encoder = (tokenizers, list(encoders)) if job["pipeline_lists"] else (tokenizers[0], encoders[0])
@@ -162,22 +177,45 @@ def build(job, args, trainer, state):
         pipeline.set_progress_bar_config(disable=True)
     else:
         pipeline.progress_bar = lambda steps: steps
-    # the modules a LoRA file may name, by kohya's prefix: each model's module path with "." → "_"
-    roots = dict(zip(job["lora_prefixes"], [unet, *encoders], strict=True))
-    return accelerator, pipeline, Merger(roots)
+
+    def draw(scratch, prompt, epoch):
+        train_util.sample_image_inference(accelerator, args, pipeline, scratch, prompt, epoch, 0, None)
+
+    return accelerator, draw, Merger(roots)
 
 
-def draw_one(accelerator, args, pipeline, image, scratch):
-    """One image through train_util.sample_image_inference into a scratch folder, then renamed into place: the PNG
+def function_drawer(job, args, accelerator, model, text_encoder, vae):
+    """Drawing with sd-scripts' per-prompt sampling function of a trainer that has no pipeline, called as that
+    trainer's own sample_images calls it (no gradients, accelerate's autocast, block swap for inference)."""
+    import torch
+    from library import strategy_base
+
+    module, _, name = job["sample_function"].partition(":")
+    function = getattr(importlib.import_module(module), name)
+    tokenize_strategy = strategy_base.TokenizeStrategy.get_strategy()
+    encoding_strategy = strategy_base.TextEncodingStrategy.get_strategy()
+    if hasattr(model, "switch_block_swap_for_inference"):
+        model.switch_block_swap_for_inference()
+
+    def draw(scratch, prompt, epoch):
+        if hasattr(model, "prepare_block_swap_before_forward"):
+            model.prepare_block_swap_before_forward()
+        with torch.no_grad(), accelerator.autocast():
+            function(accelerator, args, model, text_encoder, vae, tokenize_strategy, encoding_strategy, scratch,
+                     prompt, epoch, 0, None, None)
+
+    return draw
+
+
+def draw_one(draw, image, scratch):
+    """One image drawn by sd-scripts' own sampling code into a scratch folder, then renamed into place: the PNG
     appears whole, and its sidecar after it."""
-    from library import train_util
-
     for name in os.listdir(scratch):
         os.unlink(os.path.join(scratch, name))
     prompt = {"prompt": image["prompt"], "negative_prompt": image["negative_prompt"], "width": image["width"],
               "height": image["height"], "sample_steps": image["steps"], "scale": image["scale"],
               "seed": image["seed"], "sample_sampler": image["sampler"], "enum": image["prompt_index"]}
-    train_util.sample_image_inference(accelerator, args, pipeline, scratch, prompt, image["epoch"], 0, None)
+    draw(scratch, prompt, image["epoch"])
     (drawn,) = [name for name in os.listdir(scratch) if name.endswith(".png")]
     os.replace(os.path.join(scratch, drawn), image["png"])
     write_atomic(image["sidecar_file"], (json.dumps(image["sidecar"], indent=1, ensure_ascii=False) + "\n")
@@ -196,7 +234,7 @@ def main(argv):
     args, trainer = load_args(job)
     logging.getLogger("library.train_util").setLevel(logging.WARNING)  # one line per image setting otherwise
     started = time.monotonic()
-    accelerator, pipeline, merger = build(job, args, trainer, state)
+    _, draw, merger = build(job, args, trainer, state)
     print(f"sample: process {state.process_index}: base model loaded in {time.monotonic() - started:.1f} s",
           flush=True)
     with state.split_between_processes(job["files"]) as files:
@@ -205,13 +243,13 @@ def main(argv):
                    disable=not job["progress"])
         scratch = tempfile.mkdtemp(prefix=".drawing-", dir=job["out_dir"])
         try:
-            for entry in files:
-                merged, unmatched = merger.merge(entry["path"], job["strength"])
+            for position, entry in enumerate(files):
+                merged, unmatched = merger.merge(entry["path"], job["strength"], keep=position < len(files) - 1)
                 skipped = f"; {len(unmatched)} name no layer, e.g. {unmatched[0]}" if unmatched else ""
                 print(f"sample: {os.path.basename(entry['path'])}: merged {merged} modules at strength "
                       f"{job['strength']:g}{skipped}", flush=True)
                 for image in entry["images"]:
-                    draw_one(accelerator, args, pipeline, image, scratch)
+                    draw_one(draw, image, scratch)
                     bar.update(1)
         finally:
             bar.close()
