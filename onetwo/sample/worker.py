@@ -208,8 +208,8 @@ def main(argv):
             for entry in files:
                 merged, unmatched = merger.merge(entry["path"], job["strength"])
                 skipped = f"; {len(unmatched)} name no layer, e.g. {unmatched[0]}" if unmatched else ""
-                print(f"sample: {os.path.basename(entry['path'])}: merged {merged} modules at strength "
-                      f"{job['strength']:g}{skipped}", flush=True)
+                print(f"sample: process {state.process_index}: {os.path.basename(entry['path'])}: merged {merged} "
+                      f"modules at strength {job['strength']:g}{skipped}", flush=True)
                 for image in entry["images"]:
                     draw_one(accelerator, args, pipeline, image, scratch)
                     bar.update(1)
