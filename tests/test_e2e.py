@@ -345,6 +345,33 @@ def test_sample_draws_every_epoch_file_prompt_and_seed_and_a_rerun_draws_nothing
     assert {path.name: path.stat().st_mtime_ns for path in out_dir.iterdir()} == mtimes
 
 
+def test_sample_splits_the_epoch_files_between_two_processes(trained: Trained) -> None:
+    """`--accelerate num_processes=2` on the CPU (two processes over gloo): accelerate's split gives each process
+    one of stage 1's two epoch files; each loads the base model once and draws its file's images, and every image is
+    drawn once."""
+    need(trained, "stage1")
+    project = trained.project
+    out_dir = project.work_dir / "samples" / "stage1"
+    shutil.rmtree(out_dir, ignore_errors=True)  # the other sample test's images, drawn with other settings
+    step = onetwo(project.file.parent, project.file, "sample", "stage1", "--seeds", "1", "--steps", "1", "--width",
+                  "64", "--height", "64", "--accelerate", "cpu=false", "--accelerate", "multi_gpu=true",
+                  "--accelerate", "num_processes=2", "--accelerate", "num_cpu_threads_per_process=1")
+    assert step.returncode == 0, tail(step.output, 80)
+    files = [project.output_dir / "e2e-stage1-000001.safetensors", project.lora_file("stage1")]
+    drawn_by: dict[str, set[int]] = {}
+    for index, name in re.findall(r"sample: process (\d+): (\S+): merged 302 modules", step.output):
+        drawn_by.setdefault(name, set()).add(int(index))
+    assert drawn_by.keys() == {file.name for file in files}, tail(step.output, 80)
+    assert sorted(index for indices in drawn_by.values() for index in indices) == [0, 1], drawn_by
+    assert sorted(re.findall(r"sample: process (\d+): base model loaded in", step.output)) == ["0", "1"]
+    prompts = len(CHARACTERS) + len(PAIRS)
+    expected = {f"{file.stem}__p{index:02d}__s1" for file in files for index in range(prompts)}
+    assert sorted(path.stem for path in out_dir.glob("*.png")) == sorted(expected)
+    assert sorted(path.stem for path in out_dir.glob("*.json")) == sorted(expected)
+    assert not [path for path in out_dir.iterdir() if path.name.startswith(".")]  # no scratch folder left
+    shutil.rmtree(out_dir)
+
+
 def test_joint_mode_trains_originals_and_composites_in_one_run(tiny_model: TinySD,
                                                               tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("joint")

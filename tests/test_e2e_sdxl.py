@@ -202,6 +202,40 @@ def test_stage2_drew_every_sample_prompt(trained: Trained) -> None:
             assert image.size == (64, 64)
 
 
+def test_sample_draws_sdxl_stage1_and_a_rerun_draws_nothing(trained: Trained,
+                                                            request: pytest.FixtureRequest) -> None:
+    """`onetwo sample stage1` on SDXL, its one epoch file x 4 prompts x 1 seed at 64 px and 1 step, through
+    sdxl_train_network.py's loader and sd-scripts' SDXL pipeline; the same command again draws nothing. Its peak
+    RSS is printed (benchmarks/README.md): the merger keeps no second copy of the UNet's weights."""
+    from PIL import Image
+
+    need(trained, "stage1")
+    project = trained.project
+    args = ("sample", "stage1", "--seeds", "1", "--steps", "1", "--width", "64", "--height", "64")
+    step = onetwo(trained.root, project.file, *args, env=RETURN_FREED_MEMORY)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\ne2e sdxl sample: {step.wall_s} s, peak RSS {step.peak_rss_gib} GiB")
+    assert step.returncode == 0, tail(step.output, 80)
+    out_dir = project.work_dir / "samples" / "stage1"
+    file = project.lora_file("stage1")
+    expected = {f"{file.stem}__p{index:02d}__s1" for index in range(len(NAMES) + len(PAIRS))}
+    assert {path.stem for path in out_dir.glob("*.png")} == expected == {path.stem for path in out_dir.glob("*.json")}
+    assert f"{file.name}: merged {UNET_MODULES + TE1_MODULES + TE2_MODULES} modules at strength 1" in step.output
+    for stem in expected:
+        record = json.loads((out_dir / f"{stem}.json").read_text(encoding="utf-8"))
+        assert record["lora_file"] == file.name and record["settings"]["steps"] == 1
+        with Image.open(out_dir / f"{stem}.png") as image:
+            assert image.size == (64, 64)
+    mtimes = {path.name: path.stat().st_mtime_ns for path in out_dir.iterdir()}
+    again = onetwo(trained.root, project.file, *args)
+    assert again.returncode == 0, tail(again.output, 80)
+    assert f"all {len(expected)} images already drawn" in again.output and "base model loaded" not in again.output
+    assert {path.name: path.stat().st_mtime_ns for path in out_dir.iterdir()} == mtimes
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The expected module list: run in a subprocess (it imports sd-scripts' UNet class), never inside pytest.
 

@@ -90,13 +90,39 @@ def test_merge_refuses_what_it_cannot_apply(tmp_path: Path) -> None:
         merger.merge(other, 1.0)
 
 
-def test_the_last_file_is_merged_without_keeping_copies(tmp_path: Path) -> None:
-    """keep=False (the worker's last file): the same merge, and no copy of the changed weights is held."""
+def test_the_base_weights_are_kept_on_disk_not_in_memory_and_put_back_exactly(tmp_path: Path) -> None:
+    """A LoHa on a whole UNet changes most of its weights: the merger writes each changed base weight once to a
+    scratch file under the folder it is given, holds no copy of it, and reads it back exactly, in the weights' dtype."""
     module = worker()
-    model, twin = Tiny(), Tiny()
-    twin.load_state_dict(model.state_dict())
-    file = save(tmp_path / "a.safetensors", {"lora_unet_to_q": loha(3, 5, 2, 1.0)})
-    kept, last = module.Merger({"lora_unet": model}), module.Merger({"lora_unet": twin})
-    assert kept.merge(file, 0.8) == last.merge(file, 0.8, keep=False) == (1, [])
-    assert torch.equal(model.to_q.weight, twin.to_q.weight) and list(kept.saved) == ["lora_unet_to_q"]
-    assert last.saved == {}
+    model = Tiny().to(torch.bfloat16)
+    base = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    first = save(tmp_path / "a.safetensors", {"lora_unet_proj_in": loha(4, 6, 4, 1.0),
+                                              "lora_unet_to_q": loha(3, 5, 2, 4.0)})
+    second = save(tmp_path / "b.safetensors", {"lora_unet_to_q": loha(3, 5, 2, 1.0)})
+    keep_dir = tmp_path / "job"
+    keep_dir.mkdir()
+    merger = module.Merger({"lora_unet": model}, str(keep_dir))
+    assert merger.merge(first, 1.0) == (2, [])
+    assert not torch.equal(model.proj_in.weight, base["proj_in.weight"])
+    assert not any(isinstance(value, torch.Tensor) for value in vars(merger).values())
+    assert list(keep_dir.iterdir()) == []  # unlinked at once: nothing is left behind if the worker dies
+    written = merger.base.seek(0, 2)
+    assert written == (4 * 6 + 3 * 5) * 2  # both weights, in bf16
+    merger.merge(second, 1.0)
+    assert torch.equal(model.proj_in.weight, base["proj_in.weight"])
+    assert merger.base.seek(0, 2) == written  # to_q's base weight was kept already
+    merger.restore()
+    assert all(torch.equal(tensor, base[name]) for name, tensor in model.state_dict().items())
+    merger.close()
+
+
+def test_the_last_file_keeps_nothing_and_nothing_can_follow_it(tmp_path: Path) -> None:
+    module = worker()
+    model = Tiny()
+    first = save(tmp_path / "a.safetensors", {"lora_unet_to_q": loha(3, 5, 2, 1.0)})
+    merger = module.Merger({"lora_unet": model}, str(tmp_path))
+    before = model.to_q.weight.clone()
+    assert merger.merge(first, 1.0, keep_base=False) == (1, [])
+    assert merger.base is None and not torch.equal(model.to_q.weight, before)
+    with pytest.raises(SystemExit, match="the base weights were not kept"):
+        merger.merge(first, 1.0)
