@@ -149,6 +149,15 @@ def read_lora(file: Path) -> tuple[dict[str, Any], dict[str, str]]:
         return {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata()  # noqa: SIM118
 
 
+def metadata_problems(stage: str, meta: dict[str, str], expected: dict[str, str]) -> list[str]:
+    """A trained file's metadata against the template's settings; AdamW8bit by name inside ss_optimizer."""
+    problems = [f"{stage}: metadata {key} is {meta.get(key)!r}, expected {value!r}"
+                for key, value in expected.items() if meta.get(key) != value]
+    if "AdamW8bit" not in meta.get("ss_optimizer", ""):
+        problems.append(f"{stage}: ss_optimizer is {meta.get('ss_optimizer')!r}, expected AdamW8bit")
+    return problems
+
+
 def check_outputs(project: Any, text_layers: int) -> list[str]:
     """What the CPU end-to-end test checks, for the GPU run: module set, fp16, metadata, the stage-2 hand-off."""
     problems: list[str] = []
@@ -169,11 +178,7 @@ def check_outputs(project: Any, text_layers: int) -> list[str]:
             problems.append(f"{stage}: tensors are not all fp16")
         expected = {"ss_network_module": "lycoris.kohya", "ss_network_dim": "8", "ss_network_alpha": "1",
                     "ss_mixed_precision": "fp16"}
-        for key, value in expected.items():
-            if meta.get(key) != value:
-                problems.append(f"{stage}: metadata {key} is {meta.get(key)!r}, expected {value!r}")
-        if "AdamW8bit" not in meta.get("ss_optimizer", ""):
-            problems.append(f"{stage}: ss_optimizer is {meta.get('ss_optimizer')!r}, expected AdamW8bit")
+        problems += metadata_problems(stage, meta, expected)
     first = project.lora_file("stage1")
     log = re.sub(r"\s+", "", (project.stage_dir("stage2") / "train.log").read_text(encoding="utf-8"))
     if re.sub(r"\s+", "", f"load network weights from {first}: {{}}") not in log:
@@ -210,11 +215,7 @@ def check_anima_outputs(project: Any) -> list[str]:
             problems.append(f"{stage}: tensors are not all bf16")
         expected = {"ss_network_module": "networks.lora_anima", "ss_network_dim": "8", "ss_network_alpha": "1",
                     "ss_mixed_precision": "bf16", "ss_base_model_version": "anima"}
-        for key, value in expected.items():
-            if meta.get(key) != value:
-                problems.append(f"{stage}: metadata {key} is {meta.get(key)!r}, expected {value!r}")
-        if "AdamW8bit" not in meta.get("ss_optimizer", ""):
-            problems.append(f"{stage}: ss_optimizer is {meta.get('ss_optimizer')!r}, expected AdamW8bit")
+        problems += metadata_problems(stage, meta, expected)
     first = project.lora_file("stage1")
     log = re.sub(r"\s+", "", (project.stage_dir("stage2") / "train.log").read_text(encoding="utf-8"))
     if re.sub(r"\s+", "", f"load network weights from {first}: <All keys matched successfully>") not in log:

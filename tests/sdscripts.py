@@ -407,6 +407,20 @@ def run_onetwo(root: Path, project_file: Path, *argv: str, env: dict[str, str] |
     return Step(tuple(argv), done.returncode, done.stdout, stats.get("wall_s", 0.0), stats.get("peak_rss_gib", 0.0))
 
 
+def report_resources(request: Any, root: Path, steps: dict[str, Step], label: str) -> None:
+    """Each step's wall time and peak RSS into root/e2e-resources.json and onto the terminal, past pytest's capture:
+    the figures the CI log and the docs quote."""
+    report = {name: {"wall_s": step.wall_s, "peak_rss_gib": step.peak_rss_gib} for name, step in steps.items()}
+    (root / "e2e-resources.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            for name, values in report.items():
+                reporter.write_line(f"{label} {name}: {values['wall_s']} s, peak RSS {values['peak_rss_gib']} GiB")
+
+
 def need(trained: Any, *names: str) -> None:
     """Fail the test when a step of the end-to-end run it needs did not run or did not succeed."""
     for name in names:

@@ -38,6 +38,7 @@ from tests.sdscripts import (
     lora,
     need,
     needs_sdscripts,
+    report_resources,
     run_onetwo,
     tail,
 )
@@ -92,15 +93,7 @@ def trained(tiny_model: TinySD, tmp_path_factory: pytest.TempPathFactory, reques
         steps[name] = onetwo(root, project_file, *argv, env={"HF_HUB_CACHE": str(hub)})
         if steps[name].returncode != 0:
             break
-    report = {name: {"wall_s": step.wall_s, "peak_rss_gib": step.peak_rss_gib} for name, step in steps.items()}
-    (root / "e2e-resources.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line("")
-            for name, values in report.items():
-                reporter.write_line(f"e2e {name}: {values['wall_s']} s, peak RSS {values['peak_rss_gib']} GiB")
+    report_resources(request, root, steps, "e2e")
     return Trained(load_project(project_file), steps, before)
 
 

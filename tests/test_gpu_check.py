@@ -140,3 +140,13 @@ def test_without_cuda_the_anima_check_refuses_too(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stderr.startswith("gpu-check: ") and "Traceback" not in done.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_a_trained_files_metadata_is_checked_against_the_templates_settings() -> None:
+    problems = load_script().metadata_problems
+    meta = {"ss_network_module": "networks.lora_anima", "ss_network_dim": "8",
+            "ss_optimizer": "bitsandbytes.optim.adamw.AdamW8bit"}
+    assert problems("stage1", meta, {"ss_network_module": "networks.lora_anima", "ss_network_dim": "8"}) == []
+    found = problems("stage2", {**meta, "ss_optimizer": "torch.optim.adamw.AdamW"}, {"ss_network_dim": "16"})
+    assert found == ["stage2: metadata ss_network_dim is '8', expected '16'",
+                     "stage2: ss_optimizer is 'torch.optim.adamw.AdamW', expected AdamW8bit"]
