@@ -60,6 +60,21 @@ def test_the_class_token_and_template_are_the_characters_caption_style() -> None
     assert built[0].text == "alice girl / pink hair" and built[0].tags == ("pink hair",)
 
 
+def test_a_tagger_caption_is_the_token_and_the_figures_tags_minus_other_characters_distinctive_ones() -> None:
+    from onetwo.synth.captions import tagger_caption
+
+    captions = [("alice girl", "pink hair", "smile"), ("alice girl", "pink hair", "sitting")]
+    distinctive = {"alice": frozenset({"pink hair"}), "bob": frozenset({"blue hair", "hat"})}
+    tagged = tagger_caption("alice", "girl", "{name} / {tags}", captions,
+                            ["Pink_Hair", "blue_hair", "open_mouth", "^_^", "pink_hair", "HAT"], distinctive)
+    # her spelling where her captions have the tag, spaces where they write words so, kaomoji as they are
+    assert tagged.tags == ("pink hair", "open mouth", "^_^")
+    assert tagged.text == "alice girl / pink hair, open mouth, ^_^"
+    assert tagged.dropped == ("blue_hair", "HAT")  # bob's, as the tagger spelled them
+    underscored = tagger_caption("alice", "", "{name}, {tags}", [("alice", "pink_hair")], ["open_mouth"], {})
+    assert underscored.text == "alice, open_mouth"  # captions written with underscores keep them
+
+
 # ---- the keep rule ---------------------------------------------------------------------------------------------
 
 def figure(best: str | None, distance: float, ambiguous: bool = False):

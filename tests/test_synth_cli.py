@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 pytest.importorskip("onnxruntime", reason="onetwo synth judges with eval's models: pip install 'onetwo[eval]'")
 pytest.importorskip("onnx", reason="building the stand-in models needs onnx (in the dev extra)")
@@ -26,8 +26,10 @@ def drawn(kind: str) -> Image.Image:
     image = Image.new("RGB", (SIZE, SIZE), evalkit.BACKGROUND)
     if kind == "left":
         evalkit.draw_figure(image, SIZE * 5 / 16, SIZE / 4, evalkit.CHARACTERS["aoi"])
-    elif kind == "right":
+    elif kind == "right":  # with a patch of midori's hair colour, which the tagger reads as her orange_hair
         evalkit.draw_figure(image, SIZE * 11 / 16, SIZE / 4, evalkit.CHARACTERS["aoi"])
+        ImageDraw.Draw(image).rectangle((SIZE * 5 // 8, SIZE // 2, SIZE * 3 // 4 - 1, SIZE * 5 // 8 - 1),
+                                        fill=evalkit.CHARACTERS["midori"][1])
     elif kind == "pair":
         image = evalkit.scene(["aoi", "midori"], size=SIZE)
     elif kind == "other":
@@ -105,11 +107,14 @@ def test_synth_keeps_what_eval_says_is_the_character_alone_and_stage2_deals_it(
         assert reason == "KEPT" or reason in image["reason"], (kind, image["reason"])
         caption = (synthetic / image["file"]).with_suffix(".txt")
         assert caption.is_file() == image["kept"]
-        if image["kept"]:  # the character's token and the prompt's tags, in its caption style
-            assert caption.read_text(encoding="utf-8") == image["caption"]
-            assert image["caption"].startswith("aoi, 1girl, red dress, blue hair, hat, ")
-            assert image["caption"].endswith(", smile")  # the one expression its captions use
-            assert "orange hair" not in image["caption"]  # midori's distinctive tags never
+        if image["kept"]:  # the token and the tagger's tags of the figure (not the prompt's smile), spelled as aoi's
+            assert caption.read_text(encoding="utf-8") == image["caption"] == "aoi, 1girl, red dress, blue hair, hat"
+            assert image["prompt"].startswith("aoi, 1girl, red dress, blue hair, hat, ") and "smile" in image["prompt"]
+            assert image["caption_source"].startswith("tagger ")
+            # midori's distinctive tags the tagger read off the patch on the second: left out, and said so
+            assert image["dropped_tags"] == ([] if kind == "left" else ["orange_hair", "ponytail"])
+    assert "synth: captions from the tagger " in err
+    assert report["models"]["tagger"] == images[0]["caption_source"].removeprefix("tagger ")
     assert "aoi: 2 of 8 drawings kept" in out
     with Image.open(synthetic / "contact_sheet.png") as sheet:
         assert sheet.width > len(PLAN) * 128 and sheet.height >= 128
@@ -122,6 +127,20 @@ def test_synth_keeps_what_eval_says_is_the_character_alone_and_stage2_deals_it(
     assert code == 0, err
     assert launched == [] and "already drawn" in err and "aoi: earlier decisions kept" in err
     assert {path: path.stat().st_mtime_ns for path in synthetic.rglob("*") if path.is_file()} == mtimes
+
+    # --no-tags: the prompts' captions; the caption source is in the decision key, so it re-captions, drawing nothing
+    code, out, err = cli("synth", "aoi", "--offline", "--no-tags", "--width", str(SIZE), "--height", str(SIZE),
+                         "--no-progress")
+    assert code == 0, err
+    assert launched == [] and "synth: captions from the prompts (--no-tags)" in err
+    assert "earlier decisions kept" not in err
+    images = json.loads((synthetic / "report.json").read_text(encoding="utf-8"))["characters"]["aoi"]["images"]
+    assert [image["kept"] for image in images] == [reason == "KEPT" for _, reason in PLAN]
+    for image in filter(lambda image: image["kept"], images):
+        text = (synthetic / image["file"]).with_suffix(".txt").read_text(encoding="utf-8")
+        assert text == image["caption"] and image["caption_source"] == "prompt"
+        assert text.startswith("aoi, 1girl, red dress, blue hair, hat, ") and text.endswith(", smile")
+        assert "orange hair" not in text  # midori's distinctive tags never
 
 
 def test_stage2_deals_the_kept_drawings_up_to_the_cap_and_stage1_never(
@@ -167,6 +186,22 @@ def test_stage2_deals_the_kept_drawings_up_to_the_cap_and_stage1_never(
         encoding="utf-8") == images[0]["caption"]
 
 
+
+
+def test_without_the_tagger_in_the_cache_synth_captions_from_the_prompts(
+        synth_project: Path, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.evalkit import fake_hub_cache, write_models
+
+    cache = fake_hub_cache(tmp_path / "hub-no-tagger", write_models(tmp_path / "models2"), leave_out=("tagger",))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr("onetwo.sample.run.run", worker([]))
+    code, _, err = cli("synth", "aoi", "--offline", "--width", str(SIZE), "--height", str(SIZE), "--no-progress")
+    assert code == 0, err
+    assert "synth: captions from the prompts (no tagger available)" in err
+    report = json.loads((tmp_path / "work" / "synthetic" / "report.json").read_text(encoding="utf-8"))
+    kept = [image for image in report["characters"]["aoi"]["images"] if image["kept"]]
+    assert len(kept) == 2 and report["models"]["tagger"] is None
+    assert all(image["caption_source"] == "prompt" and image["caption"].endswith(", smile") for image in kept)
 
 
 def test_synth_names_and_below_choose_the_characters(synth_project: Path) -> None:

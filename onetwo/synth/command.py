@@ -35,12 +35,28 @@ def add_parser(add: Callable[..., argparse.ArgumentParser], request: Callable[[a
                      "character (default: the embedder's published threshold)")
     sub.add_argument("--backend", metavar="MODULE:FUNCTION", help="another detector and embedder, as for eval")
     sub.add_argument("--offline", action="store_true", help="use the models in the huggingface cache only")
+    sub.add_argument("--no-tags", dest="tags", action="store_false", help="caption kept drawings from their prompts, "
+                     "without eval's tagger (default: the tagger's tags of the figure where the tagger is available)")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for train")
     sub.add_argument("--accelerate", action="append", default=[], metavar="KEY=VALUE", help="as for train")
     sub.add_argument("--dry-run", action="store_true", help="say what would be drawn, print the command, draw "
                      "nothing")
     sub.set_defaults(extra=[])
     return sub
+
+
+def judging_backends(offline: bool, tags: bool):
+    """eval's models, with its tagger where it can be had; without it (not cached, or offline) captions come from
+    the prompts, so the tagger never stops a run."""
+    from onetwo.errors import OnetwoError
+    from onetwo.eval.run import real_backends
+
+    if tags:
+        try:
+            return real_backends(offline, tags=True)
+        except OnetwoError:
+            pass
+    return real_backends(offline, tags=False)
 
 
 def run(args: argparse.Namespace, project: Project, request) -> int:
@@ -70,12 +86,16 @@ def run(args: argparse.Namespace, project: Project, request) -> int:
              "to draw")
         return 0
     try:
-        from onetwo.eval.run import plugged_backends, real_backends
+        from onetwo.eval.run import plugged_backends
         from onetwo.synth.judge import judge
     except ImportError as exc:
         raise OnetwoError(f"onetwo synth needs eval's extra ({exc.name} is missing): pip install 'onetwo[eval]'"
                           ) from exc
-    backends = plugged_backends(args.backend) if args.backend else real_backends(args.offline, tags=False)
+    backends = plugged_backends(args.backend) if args.backend else judging_backends(args.offline, args.tags)
+    if not args.tags:
+        backends = dataclasses.replace(backends, tagger=None)
+    info(f"synth: captions from the tagger {backends.tagger.name}" if backends.tagger else
+         "synth: captions from the prompts" + (" (--no-tags)" if not args.tags else " (no tagger available)"))
     synth.draw(project, prepared)
     judged = judge(project, prepared, backends, args.threshold)
     report = project.synthetic_dir / synth.REPORT

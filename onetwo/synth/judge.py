@@ -1,5 +1,6 @@
 """The verdict on `onetwo synth`'s drawings: eval's detector and identity embedder (the same backends, cache and
-scoring as `onetwo eval`, needs onetwo[eval]) give each drawing's figures, the keep rule (onetwo.synth.keep) decides.
+scoring as `onetwo eval`, needs onetwo[eval]) give each drawing's figures, the keep rule (onetwo.synth.keep) decides,
+and the tagger's tags of the one figure, where a tagger runs, caption it (onetwo.synth.captions).
 A character whose decision key has not changed keeps its earlier decisions, and nothing is scored for it."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from onetwo.eval.samples import Sample
 from onetwo.eval.score import Settings, load_reference, load_rgb, reference_features, score_samples
 from onetwo.messages import info
 from onetwo.project.config import Project
+from onetwo.synth.captions import tagger_caption
 from onetwo.synth.keep import Drawing, KeepRule, decide_all, difference_hash
 from onetwo.synth.run import SynthRun, decision_key, read_report
 
@@ -31,7 +33,9 @@ def judge(project: Project, run: SynthRun, backends: Backends, threshold: float 
     settings = project.synthetic
     rule = KeepRule(threshold if threshold is not None else backends.embedder.threshold, settings.margin,
                     settings.duplicate_bits)
-    models = f"{backends.detector.name}|{backends.embedder.name}"
+    tagger = backends.tagger.name if backends.tagger else None
+    # the tagger is in the key, so a rerun with another caption source re-captions (without redrawing)
+    models = f"{backends.detector.name}|{backends.embedder.name}" + (f"|{tagger}" if tagger else "")
     earlier = read_report(project).get("characters") or {}
     characters: dict[str, Any] = {}
     todo = []
@@ -48,7 +52,7 @@ def judge(project: Project, run: SynthRun, backends: Backends, threshold: float 
     background = project.composite.background
     untouched = {name: entry for name, entry in earlier.items() if name not in characters}
     document = {
-        "models": {"detector": backends.detector.name, "embedder": backends.embedder.name},
+        "models": {"detector": backends.detector.name, "embedder": backends.embedder.name, "tagger": tagger},
         "threshold": rule.threshold, "margin": rule.margin, "duplicate_bits": rule.duplicate_bits,
         "max_share": settings.max_share, "background": list(background),
         "characters": {**untouched, **characters},
@@ -68,7 +72,8 @@ def _score(project: Project, run: SynthRun, backends: Backends, rule: KeepRule, 
                       entry.record["seed"], "synth", run.file.model_hash)
                for item, _ in todo for entry in run.planned[item.character.name]]
     scored = {item.sample.path: item for item in score_samples(
-        samples, vectors, backends, Settings(rule.threshold, rule.threshold / 4, float("inf")), cache)}
+        samples, vectors, backends, Settings(rule.threshold, rule.threshold / 4, float("inf")), cache,
+        distinctive=run.distinctive if backends.tagger else None)}
     cache.save()
     found = {}
     for item, key in todo:
@@ -80,9 +85,17 @@ def _score(project: Project, run: SynthRun, backends: Backends, rule: KeepRule, 
         decisions = decide_all(name, drawings, rule, training)
         images = []
         for entry, drawing, decision, prompt in zip(planned, drawings, decisions, run.prompts[name], strict=True):
+            caption = {"tags": list(prompt.tags), "caption": prompt.text, "caption_source": "prompt",
+                       "dropped_tags": []}
+            if backends.tagger and len(drawing.figures) == 1:
+                tagged = tagger_caption(name, item.character.class_token, project.single_caption,
+                                        [image.tags for image in item.images], drawing.figures[0].tags,
+                                        run.distinctive)
+                caption = {"tags": list(tagged.tags), "caption": tagged.text,
+                           "caption_source": f"tagger {backends.tagger.name}", "dropped_tags": list(tagged.dropped)}
             images.append({
                 "file": f"{entry.stem}.png", "prompt_index": entry.record["prompt_index"], "seed": entry.record["seed"],
-                "prompt": entry.record["prompt"], "tags": list(prompt.tags), "caption": prompt.text,
+                "prompt": entry.record["prompt"], **caption,
                 "kept": decision.kept, "reason": decision.reason,
                 "distance": round(decision.distance, 6) if decision.distance is not None else None,
                 "figures": [[round(value, 2) for value in figure.box] + [figure.best] for figure in drawing.figures],

@@ -3,8 +3,8 @@ drawn yet with `onetwo sample`'s sampling run (one model load for every characte
 drawings with eval's models and the keep rule, caption the kept ones and write report.json and the contact sheet.
 
 A character's earlier decisions stand while its decision key is the same: the epoch file's hash, its prompts, seeds
-and drawing settings, the keep rule, the models, its training images and its drawings' files. Then neither the
-base model nor eval's models run."""
+and drawing settings, the keep rule, the models (with the tagger, where one captions), its training images and its
+drawings' files. Then neither the base model nor eval's models run."""
 
 from __future__ import annotations
 
@@ -79,6 +79,7 @@ class SynthRun:
     planned: dict[str, list[Planned]]
     file: EpochFile
     sampling: sampling.SamplingRun
+    distinctive: dict[str, frozenset[str]]  # each character's distinctive tags: kept out of prompts and captions
 
 
 def folder(project: Project, item: CharacterImages) -> Path:
@@ -120,7 +121,7 @@ def prepare(project: Project, request: StageRequest, names: Sequence[str], epoch
     every = [entry for entries in planned.values() for entry in entries]
     run = sampling.sampling_run(project, fitted, every, project.synthetic_dir, project.synthetic_dir / "sampling",
                                 replace(options, seeds=1), request.progress)
-    return SynthRun(chosen, scans, prompts, planned, file, run)
+    return SynthRun(chosen, scans, prompts, planned, file, run, distinctive)
 
 
 def draw(project: Project, run: SynthRun) -> int:
