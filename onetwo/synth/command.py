@@ -35,8 +35,8 @@ def add_parser(add: Callable[..., argparse.ArgumentParser], request: Callable[[a
                      "character (default: the embedder's published threshold)")
     sub.add_argument("--backend", metavar="MODULE:FUNCTION", help="another detector and embedder, as for eval")
     sub.add_argument("--offline", action="store_true", help="use the models in the huggingface cache only")
-    sub.add_argument("--no-tags", dest="tags", action="store_false", help="caption kept drawings from their prompts, "
-                     "without eval's tagger (default: the tagger's tags of the figure where the tagger is available)")
+    sub.add_argument("--no-tags", dest="tags", action="store_false", help="do not tag the figures: caption kept "
+                     "drawings from their prompts, no wd tagger download (default: the tagger's tags where available)")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for train")
     sub.add_argument("--accelerate", action="append", default=[], metavar="KEY=VALUE", help="as for train")
     sub.add_argument("--dry-run", action="store_true", help="say what would be drawn, print the command, draw "
