@@ -197,7 +197,7 @@ def test_without_the_tagger_in_the_cache_synth_captions_from_the_prompts(
     monkeypatch.setattr("onetwo.sample.run.run", worker([]))
     code, _, err = cli("synth", "aoi", "--offline", "--width", str(SIZE), "--height", str(SIZE), "--no-progress")
     assert code == 0, err
-    assert "synth: captions from the prompts (no tagger available)" in err
+    assert "synth: captions from the prompts (no tagger available: " in err
     report = json.loads((tmp_path / "work" / "synthetic" / "report.json").read_text(encoding="utf-8"))
     kept = [image for image in report["characters"]["aoi"]["images"] if image["kept"]]
     assert len(kept) == 2 and report["models"]["tagger"] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import Any
 
 from onetwo.project.config import Project
 
@@ -45,18 +46,18 @@ def add_parser(add: Callable[..., argparse.ArgumentParser], request: Callable[[a
     return sub
 
 
-def judging_backends(offline: bool, tags: bool):
+def judging_backends(offline: bool, tags: bool) -> tuple[Any, str]:
     """eval's models, with its tagger where it can be had; without it (not cached, or offline) captions come from
-    the prompts, so the tagger never stops a run."""
+    the prompts, so the tagger never stops a run. The second value says why there is no tagger ("" with one)."""
     from onetwo.errors import OnetwoError
     from onetwo.eval.run import real_backends
 
-    if tags:
-        try:
-            return real_backends(offline, tags=True)
-        except OnetwoError:
-            pass
-    return real_backends(offline, tags=False)
+    if not tags:
+        return real_backends(offline, tags=False), "--no-tags"
+    try:
+        return real_backends(offline, tags=True), ""
+    except OnetwoError as exc:
+        return real_backends(offline, tags=False), f"no tagger available: {exc}"
 
 
 def run(args: argparse.Namespace, project: Project, request) -> int:
@@ -91,11 +92,16 @@ def run(args: argparse.Namespace, project: Project, request) -> int:
     except ImportError as exc:
         raise OnetwoError(f"onetwo synth needs eval's extra ({exc.name} is missing): pip install 'onetwo[eval]'"
                           ) from exc
-    backends = plugged_backends(args.backend) if args.backend else judging_backends(args.offline, args.tags)
+    if args.backend:
+        backends, why = plugged_backends(args.backend), "" if args.tags else "--no-tags"
+        if backends.tagger is None and not why:
+            why = f"no tagger in {args.backend}"
+    else:
+        backends, why = judging_backends(args.offline, args.tags)
     if not args.tags:
         backends = dataclasses.replace(backends, tagger=None)
     info(f"synth: captions from the tagger {backends.tagger.name}" if backends.tagger else
-         "synth: captions from the prompts" + (" (--no-tags)" if not args.tags else " (no tagger available)"))
+         f"synth: captions from the prompts ({why})")
     synth.draw(project, prepared)
     judged = judge(project, prepared, backends, args.threshold)
     report = project.synthetic_dir / synth.REPORT

@@ -91,8 +91,12 @@ def _score(project: Project, run: SynthRun, backends: Backends, rule: KeepRule, 
                 tagged = tagger_caption(name, item.character.class_token, project.single_caption,
                                         [image.tags for image in item.images], drawing.figures[0].tags,
                                         run.distinctive)
-                caption = {"tags": list(tagged.tags), "caption": tagged.text,
-                           "caption_source": f"tagger {backends.tagger.name}", "dropped_tags": list(tagged.dropped)}
+                if tagged.tags:
+                    caption = {"tags": list(tagged.tags), "caption": tagged.text,
+                               "caption_source": f"tagger {backends.tagger.name}",
+                               "dropped_tags": list(tagged.dropped)}
+                else:  # the token alone says less than the prompt that drew it
+                    caption["dropped_tags"] = list(tagged.dropped)
             images.append({
                 "file": f"{entry.stem}.png", "prompt_index": entry.record["prompt_index"], "seed": entry.record["seed"],
                 "prompt": entry.record["prompt"], **caption,
