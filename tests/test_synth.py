@@ -211,3 +211,17 @@ def test_the_plan_table_shows_each_characters_drawings_and_their_share() -> None
     shown = format_plan(replace(plan, synthetic=(("aoi", 3, 11, 40, 11), ("bob", 1, 21, 40, 2)), synthetic_cap=0.3))
     assert ("  synthetic                aoi 3 of 11 deck images, in 11 of 40 composites (28%); bob 1 of 21 deck "
             "images, in 2 of 40 composites (5%); max_share 0.3") in shown.splitlines()
+
+
+def test_the_contact_sheet_shows_every_reason_whole_under_its_drawing(tmp_path: Path) -> None:
+    import textwrap
+
+    from onetwo.synth import sheet
+
+    reason = "near-duplicate of kept drawing beni/e2e-stage1-000001__p00__s0 (0 of 64 hash bits differ)"
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(tmp_path / "a.png")
+    document = {"characters": {"beni": {"images": [{"file": "a.png", "kept": False, "reason": reason}]}}}
+    with Image.open(sheet.contact_sheet(document, tmp_path, tmp_path / "sheet.png")) as drawn:
+        lines = len(textwrap.wrap(reason, sheet.WRAP))
+        assert lines > 4 and drawn.height >= sheet.THUMB + lines * sheet.LINE
+        assert drawn.getpixel((80 + sheet.THUMB // 2, sheet.THUMB // 2)) == (10, 200, 10)  # scaled up to the cell

@@ -8,13 +8,13 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from onetwo.data.pixels import save_image
 from onetwo.fsutil import write_text_if_changed
 
 THUMB = 128
-TEXT_LINES = 4
+WRAP = 21  # characters a line under a thumbnail
 LINE = 13
 KEPT, REJECTED = (30, 140, 60), (200, 40, 40)
 
@@ -29,7 +29,10 @@ def contact_sheet(document: dict[str, Any], root: Path, target: Path) -> Path:
     characters = document.get("characters") or {}
     rows = [(name, entry.get("images") or []) for name, entry in sorted(characters.items())]
     columns = max((len(images) for _, images in rows), default=1) or 1
-    label, cell_h = 80, THUMB + TEXT_LINES * LINE + 8
+    captions = {id(image): textwrap.wrap("KEPT" if image.get("kept") else str(image.get("reason", "")), WRAP) or [""]
+                for _, images in rows for image in images}
+    # the whole reason under every drawing: the row is as tall as its longest one needs
+    label, cell_h = 80, THUMB + max((len(lines) for lines in captions.values()), default=1) * LINE + 8
     sheet = Image.new("RGB", (label + columns * (THUMB + 6), max(1, len(rows)) * cell_h), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
@@ -44,13 +47,12 @@ def contact_sheet(document: dict[str, Any], root: Path, target: Path) -> Path:
                     picture = opened.convert("RGB")
             except OSError:
                 picture = Image.new("RGB", (THUMB, THUMB), (128, 128, 128))
-            picture.thumbnail((THUMB, THUMB))
+            # small drawings (64 px tests) are scaled up, pixel for pixel, so every label sits under its picture
+            picture = ImageOps.contain(picture, (THUMB, THUMB), Image.Resampling.NEAREST)
             sheet.paste(picture, (left, top))
             colour = KEPT if image.get("kept") else REJECTED
             draw.rectangle((left, top, left + picture.width - 1, top + picture.height - 1), outline=colour, width=2)
-            text = "KEPT" if image.get("kept") else str(image.get("reason", ""))
-            lines = textwrap.wrap(text, 21)[:TEXT_LINES]
-            for number, line in enumerate(lines):
+            for number, line in enumerate(captions[id(image)]):
                 draw.text((left, top + THUMB + 2 + number * LINE), line, fill=colour, font=font)
     save_image(sheet, target, "png")
     return target
