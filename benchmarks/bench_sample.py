@@ -2,11 +2,12 @@
 side by side in one run, on the tiny SD1 model (tests/tiny_model.py) on the CPU.
 
 Both draw FILES epoch files x 9 prompts (three characters: each alone, each ordered pair) x SEEDS seeds at 64 px and
-1 step. `onetwo sample` loads the base model once and merges each LoRA in turn; the baseline is what a user
-without onetwo does: per file, `train_network.py` with that file as
-`network_weights`, `sample_at_first` and zero epochs (a launch, imports, a model load and the network built each
-time). The epoch files are LoHa files of the real SD1 module set with random factors (no training needed); the
-report gives both wall times, the ratio, and how far apart the two runs' images are.
+1 step. Ten files: a quarter of what the shipped templates' 40 epochs with save_every_n_epochs = 1 leave. `onetwo
+sample` loads the base model once and merges each LoRA in turn; the baseline is what a user without onetwo does:
+per file, `train_network.py` with that file as `network_weights`, `sample_at_first` and zero epochs (a launch,
+imports, a model load and the network built each time). The epoch files are LoHa files of the real SD1 module set
+with random factors (no training needed); the report gives both wall times, each sd-scripts run's, the ratio, and
+how far apart the two runs' images are.
 
 Needs torch and the sd-scripts checkout (`make setup`); without them it says so and exits.
 """
@@ -37,7 +38,7 @@ from tests.sdscripts import (  # noqa: E402
 )
 
 RESULTS = ROOT / "benchmarks" / "results"
-FILES = 4
+FILES = 10
 SEEDS = 1
 NAME = "e2e-stage1"
 # The zero-epoch run: load the LoRA, sample before the first step, train nothing.
@@ -76,8 +77,9 @@ def onetwo(root: Path, *argv: str) -> tuple[float, str]:
     return time.monotonic() - started, done.stdout + done.stderr
 
 
-def baseline(root: Path, files: list[Path], prompt_lines: list[str]) -> tuple[float, Path]:
-    """One sd-scripts sampling run per epoch file, the images in one folder per file."""
+def baseline(root: Path, files: list[Path], prompt_lines: list[str]) -> tuple[float, list[float], Path]:
+    """One sd-scripts sampling run per epoch file, the images in one folder per file; the total and each run's
+    wall time."""
     from onetwo.kohya.render import read_toml, set_train_key, write_toml
     from onetwo.trainer.launch import command
 
@@ -89,8 +91,9 @@ def baseline(root: Path, files: list[Path], prompt_lines: list[str]) -> tuple[fl
     out.mkdir()
     (out / "prompts.txt").write_text("".join(line + "\n" for line in prompt_lines), encoding="utf-8")
     write_toml(out / "dataset.toml", dataset, "bench")
-    started = time.monotonic()
+    started, runs = time.monotonic(), []
     for file in files:
+        run_started = time.monotonic()
         run_config = json.loads(json.dumps(config))
         for key, value in {**SAMPLING_ONLY, "network_weights": str(file), "output_dir": str(out / file.stem),
                            "output_name": "bench", "sample_prompts": str(out / "prompts.txt")}.items():
@@ -107,15 +110,17 @@ def baseline(root: Path, files: list[Path], prompt_lines: list[str]) -> tuple[fl
         if done.returncode:
             raise SystemExit(f"the sd-scripts sampling run of {file.name} failed:\n{done.stdout[-3000:]}"
                              f"{done.stderr[-3000:]}")
-    return time.monotonic() - started, out
+        runs.append(round(time.monotonic() - run_started, 1))
+    return time.monotonic() - started, runs, out
 
 
-def compare(root: Path, out: Path, files: list[Path], prompts: int) -> dict[str, float | int]:
-    """Mean absolute difference (0-255) between the two runs' images of each (file, prompt, seed)."""
+def compare(root: Path, out: Path, files: list[Path], prompts: int) -> dict[str, object]:
+    """Mean absolute difference (0-255) between the two runs' images of each (file, prompt, seed). An image drawn
+    all one colour (the tiny random model's NaN, from either sampler) is counted apart, not compared."""
     import numpy as np
     from PIL import Image
 
-    differences, blank, apart = [], 0, []
+    differences, blank, apart = [], {"baseline": [], "onetwo": []}, []
     for file in files:
         for index in range(prompts):
             for seed in range(1, 1 + SEEDS):
@@ -123,15 +128,19 @@ def compare(root: Path, out: Path, files: list[Path], prompts: int) -> dict[str,
                 (theirs,) = (out / file.stem / "sample").glob(f"bench_e000000_{line:02d}_*_{seed}.png")
                 ours = root / "build" / "samples" / "stage1" / f"{file.stem}__p{index:02d}__s{seed}.png"
                 with Image.open(theirs) as a, Image.open(ours) as b:
-                    baseline_pixels = np.asarray(a, dtype=np.float32)
-                    if baseline_pixels.std() == 0:  # sd-scripts' training-time sampler drew it blank
-                        blank += 1
-                        continue
-                    differences.append(float(np.abs(baseline_pixels - np.asarray(b, dtype=np.float32)).mean()))
-                    if differences[-1] > 1:
-                        apart.append(f"{file.stem} prompt {index} seed {seed}: {differences[-1]:.1f}")
-    return {"compared": len(differences), "blank_in_baseline": blank, "more_than_a_level_apart": apart,
-            "mean": round(sum(differences) / len(differences), 4), "max": round(max(differences), 4)}
+                    pixels = {"baseline": np.asarray(a, dtype=np.float32), "onetwo": np.asarray(b, dtype=np.float32)}
+                where = f"{file.stem} prompt {index} seed {seed}"
+                flat = [name for name, image in pixels.items() if image.std() == 0]
+                for name in flat:
+                    blank[name].append(where)
+                if flat:
+                    continue
+                differences.append(float(np.abs(pixels["baseline"] - pixels["onetwo"]).mean()))
+                if differences[-1] > 1:
+                    apart.append(f"{where}: {differences[-1]:.1f}")
+    return {"compared": len(differences), "blank_in_baseline": blank["baseline"], "blank_in_onetwo": blank["onetwo"],
+            "more_than_a_level_apart": apart, "mean": round(sum(differences) / len(differences), 4),
+            "max": round(max(differences), 4)}
 
 
 def main() -> None:
@@ -153,14 +162,15 @@ def main() -> None:
         load = os.getloadavg()[0]
         ours, output = onetwo(root, "sample", "stage1", "--seeds", str(SEEDS), "--steps", "1", "--width", "64",
                               "--height", "64", "--no-progress")
-        theirs, out = baseline(root, files, prompt_lines)
+        theirs, runs, out = baseline(root, files, prompt_lines)
         again, _ = onetwo(root, "sample", "stage1", "--seeds", str(SEEDS), "--steps", "1", "--width", "64",
                           "--height", "64", "--no-progress")
         loaded = [line for line in output.splitlines() if "base model loaded in" in line]
         result = {
             "files": FILES, "prompts": len(lines), "seeds": SEEDS, "images": FILES * len(lines) * SEEDS,
             "onetwo_sample_s": round(ours, 1), "sd_scripts_runs_s": round(theirs, 1),
-            "speedup": round(theirs / ours, 2), "rerun_s": round(again, 1), "model_load": loaded,
+            "speedup": round(theirs / ours, 2), "sd_scripts_run_s": runs, "rerun_s": round(again, 1),
+            "model_load": loaded,
             "image_difference": compare(root, out, files, len(lines)),
             "load_average_at_start": round(load, 2), "load_average_at_end": round(os.getloadavg()[0], 2),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "characters": len(CHARACTERS)},
@@ -173,11 +183,12 @@ def main() -> None:
           f"seed), 64 px, 1 step, CPU fp32")
     note = f"  ({loaded[0].strip()})" if loaded else ""
     print(f"  onetwo sample                      {result['onetwo_sample_s']:7.1f} s{note}")
-    print(f"  one sd-scripts run per epoch file  {result['sd_scripts_runs_s']:7.1f} s")
+    print(f"  one sd-scripts run per epoch file  {result['sd_scripts_runs_s']:7.1f} s  (runs of {min(runs)} to "
+          f"{max(runs)} s)")
     difference = result["image_difference"]
     print(f"  speed-up {result['speedup']}x; rerun {result['rerun_s']} s; of {difference['compared']} images compared "
-          f"the mean difference is {difference['mean']} of 255 (max {difference['max']}); "
-          f"{difference['blank_in_baseline']} blank in the baseline")
+          f"the mean difference is {difference['mean']} of 255 (max {difference['max']}); blank (NaN) in the "
+          f"baseline {len(difference['blank_in_baseline'])}, in onetwo's {len(difference['blank_in_onetwo'])}")
     print(f"  → {RESULTS / 'sample.json'}")
 
 

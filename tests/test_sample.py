@@ -224,3 +224,25 @@ def test_each_sampled_familys_job_fields_name_what_the_checkout_has(name: str) -
     kind = "class" if job["sample_pipeline"] else "def"
     assert re.search(rf"^{kind} {name}\b", source, re.MULTILINE)
     assert job["lora_prefixes"][0] == "lora_unet" and len(set(job["lora_prefixes"])) == len(job["lora_prefixes"]) > 1
+
+
+# The loaders behind a family's skip_random_init: each model they build is then loaded strictly.
+STRICT_LOADERS = {"sd1": (("library/model_util.py", "load_models_from_stable_diffusion_checkpoint"),
+                          ("library/model_util.py", "load_vae"), ("library/train_util.py", "_load_target_model"))}
+
+
+def test_the_random_init_is_skipped_only_where_the_checkout_loads_every_weight_strictly() -> None:
+    """The worker leaves the constructors' random fills out for such a family: a non-strict load would then leave
+    unfilled memory where sd-scripts leaves random weights. At the pinned checkout every load_state_dict of those
+    loaders is strict; a submodule bump that changes that fails here."""
+    if not (SD_SCRIPTS / "library").is_dir():
+        pytest.skip("the sd-scripts submodule is not checked out (git submodule update --init)")
+    assert {name for name, family in FAMILIES.items() if family.skip_random_init} == set(STRICT_LOADERS)
+    for name, loaders in STRICT_LOADERS.items():
+        for file, function in loaders:
+            source = (SD_SCRIPTS / file).read_text(encoding="utf-8")
+            body = re.search(rf"^def {function}\(.*?(?=^def |\Z)", source, re.DOTALL | re.MULTILINE)
+            assert body, (name, file, function)
+            loads = re.findall(r"\.load_state_dict\(([^()]*(?:\([^()]*\)[^()]*)*)\)", body.group(0))
+            assert loads and not any("strict" in arguments or "assign" in arguments for arguments in loads), (
+                name, function, loads)

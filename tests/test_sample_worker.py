@@ -126,3 +126,30 @@ def test_the_last_file_keeps_nothing_and_nothing_can_follow_it(tmp_path: Path) -
     assert merger.base is None and not torch.equal(model.to_q.weight, before)
     with pytest.raises(SystemExit, match="the base weights were not kept"):
         merger.merge(first, 1.0)
+
+
+def test_models_built_under_the_skip_draw_no_random_numbers_and_load_the_same() -> None:
+    """The global generator is left where it was (the constructors' kaiming, uniform and normal fills, the
+    transformers text encoder's own _init_weights among them), and a strict load gives the model it gives without
+    the skip. Without the skip the same constructors do draw."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    module = worker()
+    config = CLIPTextConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, max_position_embeddings=8)
+
+    def build() -> torch.nn.Module:
+        return torch.nn.ModuleDict({"tiny": Tiny(), "embedding": torch.nn.Embedding(10, 4),
+                                    "text": CLIPTextModel._from_config(config)})
+
+    torch.manual_seed(0)
+    reference = build()
+    state = torch.get_rng_state()
+    with module.random_init_skipped(True):
+        skipped = build()
+    assert torch.equal(torch.get_rng_state(), state)
+    skipped.load_state_dict(reference.state_dict())
+    assert all(torch.equal(tensor, reference.state_dict()[name]) for name, tensor in skipped.state_dict().items())
+    with module.random_init_skipped(False):
+        build()
+    assert not torch.equal(torch.get_rng_state(), state)

@@ -65,12 +65,15 @@ class Family:
     # called as sd-scripts' DiT trainers call theirs: (accelerator, args, model, text_encoder, vae, tokenize_strategy,
     # text_encoding_strategy, save_dir, prompt_dict, epoch, steps, sample_prompts_te_outputs, prompt_replacement).
     sample_function: str = ""
+    # The trainer's loader builds the models with random weights and then loads every one strictly, so the worker
+    # leaves the random initialisation out (SD1's; the SDXL and Anima loaders build on the meta device already).
+    skip_random_init: bool = False
 
 
 SD1 = Family("sd1", "SD1", "train_network.py", "", TRAIN_NETWORK_ARGS, ("sd1", "sd2"),
              trainer_class="NetworkTrainer",
              sample_pipeline="library.lpw_stable_diffusion:StableDiffusionLongPromptWeightingPipeline",
-             lora_prefixes=("lora_unet", "lora_te"))
+             lora_prefixes=("lora_unet", "lora_te"), skip_random_init=True)
 SDXL = Family("sdxl", "SDXL", "sdxl_train_network.py", "sdxl", {**TRAIN_NETWORK_ARGS, **SDXL_ONLY_ARGS}, ("sdxl",),
               gui_flag="sdxl", prediction_markers=True, trainer_class="SdxlNetworkTrainer",
               sample_pipeline="library.sdxl_lpw_stable_diffusion:SdxlStableDiffusionLongPromptWeightingPipeline",

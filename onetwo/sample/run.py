@@ -116,7 +116,7 @@ def family_job(family: Family) -> dict[str, Any]:
     """What the worker, which cannot import onetwo, needs of the family declaration."""
     return {"trainer_class": family.trainer_class, "sample_pipeline": family.sample_pipeline,
             "pipeline_lists": family.pipeline_lists, "lora_prefixes": list(family.lora_prefixes),
-            "sample_function": family.sample_function}
+            "sample_function": family.sample_function, "skip_random_init": family.skip_random_init}
 
 
 def job_document(project: Project, sampling: SamplingRun, config_file: Path) -> dict[str, Any]:

@@ -25,6 +25,8 @@ import time
 
 LOHA = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
 LORA = ("lora_down.weight", "lora_up.weight")
+RANDOM_INIT = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+               "xavier_normal_")
 
 
 def write_atomic(path, data):
@@ -148,6 +150,30 @@ class Merger:
         return merged, unmatched
 
 
+@contextlib.contextmanager
+def random_init_skipped(skip):
+    """Leaves out the random initialisation of the weights the models' constructors fill, for a loader that then
+    overwrites every one of them (train_network.py's loader builds the UNet, the VAE and the text encoder and
+    loads each strictly; drawing those random numbers is most of its time on the CPU). A TorchFunctionMode, not
+    patched torch.nn.init functions: transformers puts those back after each of its own loads."""
+    if not skip:
+        yield
+        return
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    skipped = {getattr(torch.nn.init, name) for name in RANDOM_INIT} | {torch.Tensor.uniform_, torch.Tensor.normal_}
+
+    class SkipRandomInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in skipped:
+                return args[0] if args else kwargs["tensor"]
+            return func(*args, **(kwargs or {}))
+
+    with SkipRandomInit():
+        yield
+
+
 def load_args(job):
     sys.path.insert(0, job["sd_scripts"])
     trainer_module = os.path.splitext(os.path.basename(job["train_script"]))[0]
@@ -181,7 +207,8 @@ def build(job, args, trainer, state, keep_dir):
     # some pipelines encode prompts through the strategy the trainer sets before its first sample
     strategy_base.TextEncodingStrategy.set_strategy(trainer.get_text_encoding_strategy(args))
     tokenizers = trainer.get_tokenizers(tokenize_strategy)
-    _, text_encoder, vae, unet = trainer.load_target_model(args, dtype, accelerator)
+    with random_init_skipped(job["skip_random_init"]):
+        _, text_encoder, vae, unet = trainer.load_target_model(args, dtype, accelerator)
     encoders = text_encoder if isinstance(text_encoder, (list, tuple)) else [text_encoder]
     if unet is None:  # a trainer that loads its denoiser after the text encoders, as train_network.py then does
         # sd-scripts' DiT trainers read args.fp8_scaled there, which their assert_extra_args (it needs the datasets)
@@ -194,7 +221,7 @@ def build(job, args, trainer, state, keep_dir):
     # the modules a LoRA file may name, by kohya's prefix: each model's module path with "." → "_"
     roots = dict(zip(job["lora_prefixes"], [unet, *encoders], strict=True))
     if job["sample_function"]:
-        return accelerator, function_drawer(job, args, accelerator, unet, encoders[0], vae), Merger(roots, keep_dir)
+        return function_drawer(job, args, accelerator, unet, encoders[0], vae), Merger(roots, keep_dir)
     module, _, name = job["sample_pipeline"].partition(":")
     Pipeline = getattr(importlib.import_module(module), name)
     tokenizer, encoder = (tokenizers, list(encoders)) if job["pipeline_lists"] else (tokenizers[0], encoders[0])
@@ -214,7 +241,7 @@ def build(job, args, trainer, state, keep_dir):
     def draw(scratch, prompt, epoch):
         train_util.sample_image_inference(accelerator, args, pipeline, scratch, prompt, epoch, 0, None)
 
-    return accelerator, draw, Merger(roots, keep_dir)
+    return draw, Merger(roots, keep_dir)
 
 
 def function_drawer(job, args, accelerator, model, text_encoder, vae):
@@ -268,7 +295,7 @@ def main(argv):
     logging.getLogger("library.train_util").setLevel(logging.WARNING)  # one line per image setting otherwise
     started = time.monotonic()
     # the base weights go beside the job file, not into the samples folder
-    _, draw, merger = build(job, args, trainer, state, os.path.dirname(os.path.abspath(argv[0])))
+    draw, merger = build(job, args, trainer, state, os.path.dirname(os.path.abspath(argv[0])))
     print(f"sample: process {state.process_index}: base model loaded in {time.monotonic() - started:.1f} s",
           flush=True)
     with state.split_between_processes(job["files"]) as files:
