@@ -153,3 +153,7 @@ def test_models_built_under_the_skip_draw_no_random_numbers_and_load_the_same() 
     with module.random_init_skipped(False):
         build()
     assert not torch.equal(torch.get_rng_state(), state)
+    state = torch.get_rng_state()
+    with module.random_init_skipped(False):
+        CLIPTextModel._from_config(config)
+    assert not torch.equal(torch.get_rng_state(), state)  # the text encoder's own fills draw without the skip

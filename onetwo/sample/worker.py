@@ -219,9 +219,9 @@ def build(job, args, trainer, state, keep_dir):
         model.requires_grad_(False).eval().to(accelerator.device, dtype=dtype)
     vae.requires_grad_(False).eval().to(accelerator.device, dtype=torch.float32 if args.no_half_vae else dtype)
     # the modules a LoRA file may name, by kohya's prefix: each model's module path with "." → "_"
-    roots = dict(zip(job["lora_prefixes"], [unet, *encoders], strict=True))
+    merger = Merger(dict(zip(job["lora_prefixes"], [unet, *encoders], strict=True)), keep_dir)
     if job["sample_function"]:
-        return function_drawer(job, args, accelerator, unet, encoders[0], vae), Merger(roots, keep_dir)
+        return function_drawer(job, args, accelerator, unet, encoders[0], vae), merger
     module, _, name = job["sample_pipeline"].partition(":")
     Pipeline = getattr(importlib.import_module(module), name)
     tokenizer, encoder = (tokenizers, list(encoders)) if job["pipeline_lists"] else (tokenizers[0], encoders[0])
@@ -241,7 +241,7 @@ def build(job, args, trainer, state, keep_dir):
     def draw(scratch, prompt, epoch):
         train_util.sample_image_inference(accelerator, args, pipeline, scratch, prompt, epoch, 0, None)
 
-    return draw, Merger(roots, keep_dir)
+    return draw, merger
 
 
 def function_drawer(job, args, accelerator, model, text_encoder, vae):
